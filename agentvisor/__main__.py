@@ -1,0 +1,3 @@
+from agentvisor.cli.daemon import main
+
+main()
