@@ -23,5 +23,8 @@ class Backoff:
         """
         if failures <= 1:
             return 0.0
-        base = min(self.maximum, self.initial * self.factor ** (failures - 2))
+        try:
+            base = min(self.maximum, self.initial * self.factor ** (failures - 2))
+        except OverflowError:  # factor ** n beyond a float: long past the cap
+            base = self.maximum
         return max(0.0, base * (1.0 + self.jitter * (2.0 * rand - 1.0)))

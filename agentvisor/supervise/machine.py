@@ -117,6 +117,7 @@ class Machine:
     restarts: int = 0  # automatic restarts
     exit_code: int | None = None
     healthy_seen: bool = False  # a check passed since this process was spawned
+    ran: bool = False  # this process reached running
     health: HealthTracker = attrs.field(factory=HealthTracker)
     after_stop: AfterStop = AfterStop.REST
 
@@ -167,6 +168,7 @@ def _spawn(m: Machine, reason: str) -> Step:
         spawned_at=None,
         deadline=None,
         healthy_seen=False,
+        ran=False,
         health=HealthTracker(),
         after_stop=AfterStop.REST,
     )
@@ -190,7 +192,7 @@ def _on_start(m: Machine, reason: str, now: float) -> Step:
     if m.state in (S.STARTING, S.RUNNING):
         return m, ()
     if m.state is S.STOPPING:
-        return attrs.evolve(m, after_stop=AfterStop.START), ()
+        return attrs.evolve(m, reason=reason, after_stop=AfterStop.START), ()
     return _spawn(attrs.evolve(m, failures=0), reason)
 
 
@@ -209,7 +211,7 @@ def _on_restart(m: Machine, reason: str, as_failure: bool, now: float, policy: P
     if m.state in (S.STARTING, S.RUNNING):
         return _begin_stop(m, reason, after, now, policy)
     if m.state is S.STOPPING:
-        return attrs.evolve(m, after_stop=after), ()
+        return attrs.evolve(m, reason=reason, after_stop=after), ()
     return _spawn(attrs.evolve(m, failures=0), reason)
 
 
@@ -220,7 +222,7 @@ def _check_started(m: Machine, now: float, policy: Policy) -> Machine:
     health_ok = m.healthy_seen or not policy.health_gates_start
     if now >= started_at and health_ok:
         deadline = m.spawned_at + policy.stable_secs if m.failures else None
-        return attrs.evolve(m, state=S.RUNNING, reason="started", deadline=deadline)
+        return attrs.evolve(m, state=S.RUNNING, reason="started", deadline=deadline, ran=True)
     if now < started_at:
         return attrs.evolve(m, deadline=started_at)
     return attrs.evolve(
@@ -258,6 +260,8 @@ def _describe_exit(code: int) -> str:
 
 
 def _on_exit(m: Machine, code: int, now: float, policy: Policy, rng: random.Random) -> Step:
+    if m.state not in (S.STARTING, S.RUNNING, S.STOPPING):
+        return m, ()  # no process: nothing to account for
     m = attrs.evolve(m, exit_code=code)
     uptime = m.uptime(now) or 0.0
     match m.state:
@@ -277,7 +281,8 @@ def _on_exit(m: Machine, code: int, now: float, policy: Policy, rng: random.Rand
                 case AfterStop.START:
                     return _spawn(attrs.evolve(m, failures=0), m.reason)
                 case AfterStop.RECOVER:
-                    if uptime >= policy.stable_secs:
+                    # Only a stable *run* resets the count, not a long failed start.
+                    if m.ran and uptime >= policy.stable_secs:
                         m = attrs.evolve(m, failures=0)
                     return _failed(m, m.reason, now, policy, rng)
                 case AfterStop.REST:

@@ -1,0 +1,329 @@
+"""Drives one instance: feeds events to the pure machine, carries out its actions.
+
+One ``Instance.run`` task per instance lives in its service's nursery. It
+owns the child process, the tasks reading its output, and its health checks.
+Crashes are seen by awaiting the child (a pidfd), never by polling, and the
+replacement is spawned in the same pass of the loop.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import trio
+
+from agentvisor.config.model import HealthConfig, HealthMode
+from agentvisor.events import EventBus, HealthChanged, InstanceExited, InstanceStateChanged
+from agentvisor.supervise.health import CheckResult, check_http, check_websocket
+from agentvisor.supervise.logs import LogBook, RotatingLogFile, pump_lines
+from agentvisor.supervise.machine import (
+    Event,
+    Exited,
+    HealthChecked,
+    KillGroup,
+    Machine,
+    SignalGroup,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    Timer,
+    step,
+)
+from agentvisor.supervise.policy import Policy
+from agentvisor.supervise.process import Launcher, LaunchSpec, ProcessHandle, SpawnError
+from agentvisor.supervise.registry import HealthView, InstanceView
+from agentvisor.supervise.sampling import Sample
+from agentvisor.supervise.states import ProcessState
+
+#: First health check this long after spawn, then doubling up to ``interval`` until one passes.
+FIRST_CHECK_DELAY = 0.05
+#: How long output still in the pipes is read after the process exited.
+OUTPUT_DRAIN_TIMEOUT = 2.0
+
+
+class InstanceLogs:
+    """Where an instance's output goes: the service's ring, its files, maybe our stdout."""
+
+    def __init__(
+        self, book: LogBook, files: dict[str, RotatingLogFile], forward_prefix: str | None
+    ) -> None:
+        self.book = book
+        self.files = files
+        self.forward_prefix = forward_prefix
+
+    def write(self, replica: int, stream: str, texts: Sequence[str]) -> None:
+        self.book.append(replica, stream, texts, time.time())
+        self.files[stream].write_lines(texts)
+        if self.forward_prefix is not None:
+            out = sys.stdout if stream == "stdout" else sys.stderr
+            out.write("".join(f"{self.forward_prefix} {text}\n" for text in texts))
+            out.flush()
+
+    def close(self) -> None:
+        for file in self.files.values():
+            file.close()
+
+
+class Instance:
+    def __init__(
+        self,
+        *,
+        service: str,
+        replica: int,
+        host: str,
+        port: int | None,
+        spec: LaunchSpec,
+        policy: Policy,
+        health: HealthConfig,
+        ws_path: str,
+        protocol_ping: bool,
+        launcher: Launcher,
+        bus: EventBus,
+        logs: InstanceLogs,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.service = service
+        self.replica = replica
+        self.host = host
+        self.port = port
+        self.spec = spec
+        self.policy = policy
+        self.health = health
+        self.ws_path = ws_path
+        self.protocol_ping = protocol_ping
+        self.machine = Machine()
+        self.sample: Sample | None = None
+        self.last_check: CheckResult | None = None
+        self.last_check_at: float | None = None
+        self._launcher = launcher
+        self._bus = bus
+        self._logs = logs
+        self._rng = rng or random.Random()
+        self._handle: ProcessHandle | None = None
+        self._generation = 0
+        self._send, self._inbox = trio.open_memory_channel[tuple[int | None, Event]](math.inf)
+        self._changed = trio.Event()
+        self._queued = 0
+        self._processed = 0
+        self._nursery: trio.Nursery | None = None
+
+    # Commands and queries ----------------------------------------------------
+
+    def send(self, event: Event) -> int:
+        """Queue an event (start, stop, restart…); never blocks. Returns its ticket."""
+        return self._enqueue(None, event)
+
+    def _enqueue(self, generation: int | None, event: Event) -> int:
+        self._send.send_nowait((generation, event))
+        self._queued += 1
+        return self._queued
+
+    async def wait_processed(self, ticket: int) -> None:
+        """Return once the event with this ticket (and all before it) has been applied."""
+        while self._processed < ticket:
+            await self._changed.wait()
+
+    @property
+    def state(self) -> ProcessState:
+        return self.machine.state
+
+    @property
+    def pid(self) -> int | None:
+        return self._handle.pid if self._handle is not None else None
+
+    async def wait_until(self, predicate: Callable[[Machine], bool]) -> None:
+        """Return once ``predicate(machine)`` holds; the caller sets the deadline."""
+        while not predicate(self.machine):
+            await self._changed.wait()
+
+    def view(self) -> InstanceView:
+        m = self.machine
+        now, wall = trio.current_time(), time.time()
+        uptime = m.uptime(now)
+        started_at = wall - uptime if uptime is not None else None
+        next_retry = wall + (m.deadline - now) if m.deadline is not None else None
+        check = self.last_check
+        sample = self.sample if self.pid is not None else None
+        return InstanceView(
+            service=self.service,
+            replica=self.replica,
+            state=m.state.value,
+            host=self.host,
+            port=self.port,
+            pid=self.pid,
+            started_at=started_at,
+            uptime=uptime,
+            restarts=m.restarts,
+            failures=m.failures,
+            exit_code=m.exit_code,
+            next_retry_at=next_retry
+            if m.state in (ProcessState.BACKOFF, ProcessState.FATAL)
+            else None,
+            reason=m.reason,
+            health=HealthView(
+                status=m.health.status.value if self.health.enabled else "disabled",
+                last_check_at=self.last_check_at,
+                response_time=check.response_time if check else None,
+                message=check.message if check else "",
+                consecutive_failures=m.health.failures,
+            ),
+            cpu_percent=sample.cpu_percent if sample else None,
+            memory_bytes=sample.rss_bytes if sample else None,
+        )
+
+    # The loop ----------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                while True:
+                    deadline = self.machine.deadline
+                    item: tuple[int | None, Event] | None = None
+                    with trio.move_on_at(math.inf if deadline is None else deadline):
+                        item = await self._inbox.receive()
+                    if item is None:
+                        await self._apply(Timer())
+                        continue
+                    generation, event = item
+                    if generation is None or generation == self._generation:
+                        await self._apply(event)
+                    self._processed += 1
+                    self._notify()
+        finally:
+            # Cancelled (shutdown past its deadline, or removal): leave no process behind.
+            if self._handle is not None:
+                self._handle.kill_group()
+            self._logs.close()
+
+    async def _apply(self, event: Event) -> None:
+        old = self.machine
+        new, actions = step(old, event, trio.current_time(), self.policy, self._rng)
+        self.machine = new
+        self._publish_changes(old, new)
+        for action in actions:
+            match action:
+                case Spawn():
+                    await self._spawn()
+                case SignalGroup(name):
+                    if self._handle is not None:
+                        self._handle.signal_group(signal.Signals[f"SIG{name}"])
+                case KillGroup():
+                    if self._handle is not None:
+                        self._handle.kill_group()
+
+    def _publish_changes(self, old: Machine, new: Machine) -> None:
+        if (old.state, old.reason, old.pid) != (new.state, new.reason, new.pid):
+            self._bus.publish(
+                InstanceStateChanged(
+                    service=self.service,
+                    replica=self.replica,
+                    old=old.state.value,
+                    new=new.state.value,
+                    reason=new.reason,
+                    pid=new.pid,
+                    at=time.time(),
+                )
+            )
+        if old.health.status is not new.health.status:
+            check = self.last_check
+            self._bus.publish(
+                HealthChanged(
+                    service=self.service,
+                    replica=self.replica,
+                    status=new.health.status.value,
+                    message=check.message if check else "",
+                    response_time=check.response_time if check else None,
+                    at=time.time(),
+                )
+            )
+        if old != new:
+            self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _spawn(self) -> None:
+        assert self._nursery is not None
+        self._generation += 1
+        try:
+            handle = await self._launcher.spawn(self.spec)
+        except SpawnError as error:
+            await self._apply(SpawnFailed(error.message))
+            return
+        self._handle = handle
+        self._nursery.start_soon(self._watch, handle, self._generation)
+        await self._apply(Spawned(handle.pid))
+
+    async def _watch(self, handle: ProcessHandle, generation: int) -> None:
+        """Read the process's output, check its health, and report its exit."""
+        spawned_at = trio.current_time()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump, handle.stdout, "stdout")
+                nursery.start_soon(self._pump, handle.stderr, "stderr")
+                health_scope = trio.CancelScope()
+                if self.health.enabled and self.port is not None:
+                    nursery.start_soon(self._check_health, generation, health_scope)
+                code = await handle.wait()
+                handle.kill_group()  # whatever the leader left behind in its group
+                health_scope.cancel()
+                if self._handle is handle:
+                    self._handle = None
+                self._bus.publish(
+                    InstanceExited(
+                        service=self.service,
+                        replica=self.replica,
+                        pid=handle.pid,
+                        returncode=code,
+                        expected=code in self.policy.exitcodes,
+                        uptime=trio.current_time() - spawned_at,
+                        at=time.time(),
+                    )
+                )
+                self._enqueue(generation, Exited(code))
+                # The pipes close when the last holder goes; read what is left, bounded.
+                nursery.cancel_scope.deadline = trio.current_time() + OUTPUT_DRAIN_TIMEOUT
+        finally:
+            handle.close()
+
+    async def _pump(self, stream: trio.abc.ReceiveStream, name: str) -> None:
+        await pump_lines(stream, lambda texts: self._logs.write(self.replica, name, texts))
+
+    async def _check_health(self, generation: int, scope: trio.CancelScope) -> None:
+        delay = FIRST_CHECK_DELAY
+        with scope:
+            while True:
+                starting = self.machine.state is ProcessState.STARTING
+                if starting and not self.machine.healthy_seen:
+                    await trio.sleep(min(delay, self.health.interval))
+                    delay *= 2
+                else:
+                    await trio.sleep(self.health.interval)
+                result = await self.check_now()
+                self._enqueue(generation, HealthChecked(result.ok, result.message))
+
+    async def check_now(self) -> CheckResult:
+        """Run one health check of this instance now and remember its result."""
+        assert self.port is not None
+        if self.health.mode is HealthMode.HTTP:
+            result = await check_http(
+                self.host, self.port, self.health.http_path, timeout=self.health.timeout
+            )
+        else:
+            result = await check_websocket(
+                self.host,
+                self.port,
+                self.ws_path,
+                timeout=self.health.timeout,
+                protocol_ping=self.protocol_ping,
+            )
+        self.last_check, self.last_check_at = result, time.time()
+        return result

@@ -1,0 +1,88 @@
+"""What an instance is started with: argv, environment, directory, user.
+
+A ``command =`` worker runs its own program with ``{port}``, ``{host}``,
+``{name}`` and ``{replica}`` substituted in each argument. An ``agent =``
+worker runs agentvisor's worker runtime (``python -m agentvisor.worker``) on
+the agent file, with the agent's session settings as arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Mapping
+
+from agentvisor.config.model import AgentConfig, Config
+from agentvisor.supervise.process import LaunchSpec
+
+
+def resolve_path(base_dir: str, path: str) -> str:
+    """A config path made absolute: relative paths are relative to the config file."""
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(path)))
+
+
+def state_dir(config: Config) -> str:
+    return resolve_path(config.base_dir, config.supervisor.state_dir)
+
+
+def session_store_path(config: Config, name: str) -> str:
+    """The session store shared by the replicas of one agent (failover resumes from it)."""
+    return os.path.join(state_dir(config), "sessions", f"{name}.sqlite3")
+
+
+def _substitute(arg: str, values: Mapping[str, str]) -> str:
+    for key, value in values.items():
+        arg = arg.replace("{" + key + "}", value)
+    return arg
+
+
+def launch_spec(
+    name: str,
+    agent: AgentConfig,
+    replica: int,
+    port: int,
+    config: Config,
+    base_env: Mapping[str, str],
+) -> LaunchSpec:
+    values = {"port": str(port), "host": agent.host, "name": name, "replica": str(replica)}
+    env = dict(base_env)
+    env.update(
+        AGENTVISOR_SERVICE=name,
+        AGENTVISOR_REPLICA=str(replica),
+        AGENTVISOR_HOST=agent.host,
+        AGENTVISOR_PORT=str(port),
+        PORT=str(port),
+    )
+    if agent.agent is not None:
+        argv: tuple[str, ...] = (
+            sys.executable,
+            "-m",
+            "agentvisor.worker",
+            resolve_path(config.base_dir, agent.agent),
+            "--host",
+            agent.host,
+            "--port",
+            str(port),
+            "--runtime",
+            agent.runtime.value,
+            "--max-sessions",
+            str(agent.max_sessions),
+            "--session-timeout",
+            f"{agent.session_timeout:g}",
+            "--on-busy",
+            agent.on_busy.value,
+            "--ws-path",
+            agent.ws_path,
+        )
+        env["AGENTVISOR_SESSION_STORE"] = session_store_path(config, name)
+        env["PYTHONUNBUFFERED"] = "1"
+    else:
+        assert agent.command is not None  # validation guarantees exactly one
+        words = shlex.split(agent.command) if isinstance(agent.command, str) else agent.command
+        argv = tuple(_substitute(word, values) for word in words)
+    env.update({key: _substitute(value, values) for key, value in agent.environment.items()})
+    directory = agent.directory if agent.directory is not None else "."
+    return LaunchSpec(
+        argv=argv, env=env, cwd=resolve_path(config.base_dir, directory), user=agent.user
+    )
