@@ -8,6 +8,7 @@ replacement is spawned in the same pass of the loop.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import signal
@@ -39,6 +40,11 @@ from agentvisor.supervise.process import Launcher, LaunchSpec, ProcessHandle, Sp
 from agentvisor.supervise.registry import HealthView, InstanceView
 from agentvisor.supervise.sampling import Sample
 from agentvisor.supervise.states import ProcessState
+
+log = logging.getLogger("agentvisor.instance")
+
+_TROUBLE = frozenset({ProcessState.BACKOFF, ProcessState.FATAL})
+_LIVE = frozenset({ProcessState.STARTING, ProcessState.RUNNING})
 
 #: First health check this long after spawn, then doubling up to ``interval`` until one passes.
 FIRST_CHECK_DELAY = 0.05
@@ -220,6 +226,11 @@ class Instance:
 
     def _publish_changes(self, old: Machine, new: Machine) -> None:
         if (old.state, old.reason, old.pid) != (new.state, new.reason, new.pid):
+            # A process that died on its own: a respawn straight from starting/running.
+            died = old.state in _LIVE and new.state is ProcessState.STARTING and new.pid is None
+            level = logging.WARNING if died or new.state in _TROUBLE else logging.INFO
+            pid = f" pid {new.pid}" if new.pid else ""
+            log.log(level, "%s:%d %s%s: %s", self.service, self.replica, new.state, pid, new.reason)
             self._bus.publish(
                 InstanceStateChanged(
                     service=self.service,

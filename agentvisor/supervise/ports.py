@@ -21,8 +21,13 @@ def fixed_ports(agents: Iterable[AgentConfig]) -> set[int]:
         agent.port + replica
         for agent in agents
         if agent.port is not None
-        for replica in range(max(agent.desired_replicas, 1))
+        for replica in range(max_replicas(agent))
     }
+
+
+def max_replicas(agent: AgentConfig) -> int:
+    """Replicas an agent may ever run: autoscale's maximum, else ``replicas`` (at least 1)."""
+    return max(agent.autoscale.max if agent.autoscale is not None else agent.replicas, 1)
 
 
 def fixed_port(agent: AgentConfig, replica: int) -> int | None:

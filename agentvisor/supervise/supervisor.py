@@ -437,7 +437,9 @@ class Supervisor:
                     "restarting"
                 )
                 self._publish_action("restart", instance.service, "memory", "ok", message)
-                instance.send(Restart(message))
+                # As a failure: a worker over the limit right after each start backs off
+                # and goes fatal; one that leaked slowly through a stable run restarts at once.
+                instance.send(Restart(message, as_failure=True))
 
 
 def _describe(result: ReloadResult) -> str:
