@@ -293,9 +293,12 @@ async def test_memory_limit_restarts_the_instance_with_a_reason(tmp_path: Path) 
         f"[agents.hog]\ncommand = {child('memory_hog.py', '--mb', '80')}\nstartsecs = 0\n"
         "max_memory_mb = 40\nhealth.enabled = false\n",
     )
-    async with running(config) as supervisor, supervisor.bus.subscribe(
-        lambda e: isinstance(e, OperatorAction) and e.source == "memory"
-    ) as events:
+    async with (
+        running(config) as supervisor,
+        supervisor.bus.subscribe(
+            lambda e: isinstance(e, OperatorAction) and e.source == "memory"
+        ) as events,
+    ):
         with trio.fail_after(15):
             action = await events.receive()
     assert isinstance(action, OperatorAction)

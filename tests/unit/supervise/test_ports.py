@@ -68,10 +68,11 @@ def test_fixed_ports_keep_replica_0_of_an_agent_scaled_to_zero() -> None:
     assert fixed_ports([AgentConfig(command="w", port=9000, replicas=0)]) == {9000}
 
 
-def test_fixed_ports_of_an_autoscaled_agent_follow_its_minimum() -> None:
+def test_fixed_ports_of_an_autoscaled_agent_reserve_its_maximum() -> None:
+    # A scale-up must find its port+i free: an allocated instance may not take it.
     agent = AgentConfig(command="w", port=9000, autoscale=AutoscaleConfig(min=2, max=4))
 
-    assert fixed_ports([agent]) == {9000, 9001}
+    assert fixed_ports([agent]) == {9000, 9001, 9002, 9003}
 
 
 def test_fixed_port_of_replica_i_is_port_plus_i() -> None:
