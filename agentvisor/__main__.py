@@ -1,3 +1,3 @@
 from agentvisor.cli.daemon import main
 
-main()
+raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""Bearer-token authentication of the admin API.
+
+When ``[admin] token`` is set, every request but ``GET /health`` must carry
+``Authorization: Bearer TOKEN``. Requests that arrive on the unix socket are
+trusted: the socket is mode 0600, so only its owner can connect. Hypercorn
+leaves ``server`` and ``client`` of the ASGI scope at ``None`` for unix
+sockets (it only parses AF_INET/AF_INET6 addresses), which is how they are
+told apart here; the integration tests pin that behaviour.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+from quart import Quart, request
+
+from agentvisor.errors import Unauthorized
+
+#: Paths anyone may call: liveness probes from load balancers and systemd.
+OPEN_PATHS = frozenset({"/health"})
+
+
+def arrived_on_unix_socket(scope: Mapping[str, Any]) -> bool:
+    return scope.get("server") is None and scope.get("client") is None
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        return None
+    return credentials.strip()
+
+
+def token_matches(given: str | None, expected: str) -> bool:
+    if given is None:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def install_auth(app: Quart, token: str | None) -> None:
+    """Require ``token`` on every request that is neither open nor on the unix socket."""
+    if not token:
+        return
+
+    async def check_token() -> None:
+        if request.path in OPEN_PATHS or arrived_on_unix_socket(request.scope):
+            return
+        if not token_matches(bearer_token(request.headers.get("Authorization")), token):
+            raise Unauthorized(
+                "Missing or wrong bearer token; pass --token or set AGENTVISOR_TOKEN"
+            )
+
+    app.before_request(check_token)

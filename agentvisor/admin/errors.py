@@ -1,0 +1,196 @@
+"""The API's response envelope, and the only place HTTP statuses are chosen.
+
+Every answer is ``{"success": true, "data": ...}`` or
+``{"success": false, "error": {"code", "message", "details"}}``. An
+``AgentvisorError`` gets the status of its code; Quart's HTTP errors (unknown
+route, wrong method, malformed body) keep theirs; anything unexpected is
+logged with its traceback and answered 500 ``INTERNAL_ERROR`` without one.
+Query parameters are parsed here too, so that a bad one is always a 400
+``INVALID_REQUEST`` naming the parameter.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, overload
+
+from quart import Quart, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from agentvisor.errors import AgentvisorError, InvalidRequest
+
+log = logging.getLogger("agentvisor.admin")
+
+#: HTTP status for each API code; unknown codes are 500.
+STATUS_BY_CODE: Mapping[str, int] = {
+    "INVALID_REQUEST": 400,
+    "UNAUTHORIZED": 401,
+    "NOT_FOUND": 404,
+    "SERVICE_NOT_FOUND": 404,
+    "RULE_NOT_FOUND": 404,
+    "CONNECTION_NOT_FOUND": 404,
+    "METHOD_NOT_ALLOWED": 405,
+    "SERVICE_ALREADY_EXISTS": 409,
+    "PORT_IN_USE": 409,
+    "ALREADY_RUNNING": 409,
+    "CONFIG_INVALID": 422,
+    "RATE_LIMITED": 429,
+    "SERVICE_START_FAILED": 500,
+    "CONFIG_WRITE_FAILED": 500,
+    "INTERNAL_ERROR": 500,
+    "INSUFFICIENT_RESOURCES": 503,
+    "ROUTING_FAILED": 503,
+    "HEALTH_CHECK_FAILED": 503,
+}
+
+#: API code for Quart/werkzeug HTTP errors that carry no code of ours.
+_CODE_BY_STATUS: Mapping[int, str] = {
+    400: "INVALID_REQUEST",
+    401: "UNAUTHORIZED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "INVALID_REQUEST",
+    415: "INVALID_REQUEST",
+    429: "RATE_LIMITED",
+}
+
+
+def success(data: Any, status: int = 200) -> tuple[Response, int]:
+    return jsonify({"success": True, "data": data}), status
+
+
+def failure(
+    code: str, message: str, details: Mapping[str, Any] | None = None, *, status: int | None = None
+) -> tuple[Response, int]:
+    body = {"code": code, "message": message, "details": dict(details or {})}
+    response = jsonify({"success": False, "error": body})
+    status = status if status is not None else STATUS_BY_CODE.get(code, 500)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="agentvisor"'
+    return response, status
+
+
+async def _agentvisor_error(error: AgentvisorError) -> tuple[Response, int]:
+    return failure(error.code, error.message, error.details)
+
+
+async def _http_error(error: HTTPException) -> tuple[Response, int]:
+    status = error.code or 500
+    code = _CODE_BY_STATUS.get(status, "INVALID_REQUEST" if status < 500 else "INTERNAL_ERROR")
+    details: dict[str, Any] = {}
+    if status == 404:
+        message = "No such endpoint; see /api/v1 in the API documentation"
+    elif status == 405:
+        message = "Method not allowed on this endpoint"
+        allowed = getattr(error, "valid_methods", None)
+        if allowed:
+            details["allowed"] = sorted(allowed)
+    else:
+        message = error.description or error.name
+    return failure(code, message, details, status=status)
+
+
+async def _unexpected_error(error: Exception) -> tuple[Response, int]:
+    log.error("admin API request failed", exc_info=error)
+    return failure("INTERNAL_ERROR", "Internal error; the details are in agentvisor's log")
+
+
+def install_error_handlers(app: Quart) -> None:
+    app.register_error_handler(AgentvisorError, _agentvisor_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+
+
+# -- query parameters ------------------------------------------------------------------
+
+
+@overload
+def query_int(
+    args: Mapping[str, str],
+    name: str,
+    default: int,
+    *,
+    minimum: int = ...,
+    maximum: int | None = ...,
+) -> int: ...
+@overload
+def query_int(
+    args: Mapping[str, str],
+    name: str,
+    default: None,
+    *,
+    minimum: int = ...,
+    maximum: int | None = ...,
+) -> int | None: ...
+def query_int(
+    args: Mapping[str, str],
+    name: str,
+    default: int | None,
+    *,
+    minimum: int = 0,
+    maximum: int | None = None,
+) -> int | None:
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return default
+    bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        raise InvalidRequest(
+            f"Query parameter '{name}' must be an integer {bound}, got {raw!r}",
+            parameter=name,
+            value=raw,
+        )
+    return value
+
+
+def query_float(
+    args: Mapping[str, str], name: str, default: float, *, minimum: float, maximum: float
+) -> float:
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not minimum <= value <= maximum:  # NaN fails too
+        raise InvalidRequest(
+            f"Query parameter '{name}' must be a number of seconds from {minimum:g} "
+            f"to {maximum:g}, got {raw!r}",
+            parameter=name,
+            value=raw,
+        )
+    return value
+
+
+def query_bool(args: Mapping[str, str], name: str, *, default: bool = False) -> bool:
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise InvalidRequest(
+        f"Query parameter '{name}' must be true or false, got {raw!r}", parameter=name, value=raw
+    )
+
+
+def query_choice(args: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in choices:
+        raise InvalidRequest(
+            f"Query parameter '{name}' must be one of {', '.join(choices)}, got {raw!r}",
+            parameter=name,
+            value=raw,
+            choices=list(choices),
+        )
+    return raw

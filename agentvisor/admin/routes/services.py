@@ -1,0 +1,233 @@
+"""Service endpoints: list, detail, instances, start / stop / restart.
+
+``{service_id}`` is the service name for now; stable ids come with the state
+store. Shapes follow the seed (``service_id``, ``status``, ``endpoint``,
+``stats``, ``health``, ``page``), extended with the supervisor's instances.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+from quart import Blueprint, Response, request
+
+from agentvisor.admin.errors import query_bool, query_choice, query_float, query_int, success
+from agentvisor.admin.routes.system import iso_time
+from agentvisor.supervise.registry import InstanceView, ServiceView
+
+if TYPE_CHECKING:
+    from agentvisor.admin.app import AdminDeps
+    from agentvisor.config.model import AgentConfig
+
+#: Aggregate service states (``registry.aggregate_state``), for ``?status=``.
+SERVICE_STATES = (
+    "stopped",
+    "starting",
+    "running",
+    "backoff",
+    "stopping",
+    "exited",
+    "fatal",
+    "degraded",
+    "waiting",
+)
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+MASK = "***"
+MAX_LIMIT = 1000
+#: Default bound on how long start/stop/restart wait for the instances to settle.
+DEFAULT_OPERATION_TIMEOUT = 60.0
+
+
+def looks_secret(name: str) -> bool:
+    upper = name.upper()
+    return any(word in upper for word in SECRET_WORDS)
+
+
+def masked_environment(environment: dict[str, str]) -> dict[str, str]:
+    return {name: MASK if looks_secret(name) else value for name, value in environment.items()}
+
+
+def config_to_dict(config: AgentConfig) -> dict[str, Any]:
+    data = attrs.asdict(config)
+    data["environment"] = masked_environment(config.environment)
+    return data
+
+
+def _mb(memory_bytes: int | None) -> float | None:
+    return None if memory_bytes is None else round(memory_bytes / 2**20, 1)
+
+
+def _endpoint(host: str, port: int | None) -> str | None:
+    return None if port is None else f"ws://{host}:{port}"
+
+
+def instance_to_dict(instance: InstanceView) -> dict[str, Any]:
+    health = instance.health
+    return {
+        "replica": instance.replica,
+        "state": instance.state,
+        "pid": instance.pid,
+        "host": instance.host,
+        "port": instance.port,
+        "endpoint": _endpoint(instance.host, instance.port),
+        "started_at": iso_time(instance.started_at),
+        "uptime_seconds": None if instance.uptime is None else round(instance.uptime, 3),
+        "restarts": instance.restarts,
+        "failures": instance.failures,
+        "exit_code": instance.exit_code,
+        "next_retry_at": iso_time(instance.next_retry_at),
+        "reason": instance.reason,
+        "cpu_percent": instance.cpu_percent,
+        "memory_bytes": instance.memory_bytes,
+        "memory_mb": _mb(instance.memory_bytes),
+        "health": {
+            "status": health.status,
+            "last_check": iso_time(health.last_check_at),
+            "response_time_ms": (
+                None if health.response_time is None else round(health.response_time * 1000, 1)
+            ),
+            "message": health.message,
+            "consecutive_failures": health.consecutive_failures,
+        },
+    }
+
+
+def service_health(view: ServiceView) -> str:
+    """``healthy`` / ``unhealthy`` / ``degraded`` / ``unknown``, or ``disabled``."""
+    if not view.config.health.enabled:
+        return "disabled"
+    statuses = [i.health.status for i in view.instances if i.state == "running"]
+    if not statuses or "unknown" in statuses:
+        return "unknown"
+    if all(status == "healthy" for status in statuses):
+        return "healthy"
+    if all(status == "unhealthy" for status in statuses):
+        return "unhealthy"
+    return "degraded"
+
+
+def _sum_or_none(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return sum(present) if present else None
+
+
+def service_to_dict(view: ServiceView) -> dict[str, Any]:
+    """The list item: the seed's summary plus the instances (for ``status`` tables)."""
+    running = [i for i in view.instances if i.state == "running"]
+    first = running[0] if running else None
+    uptimes = [i.uptime for i in running if i.uptime is not None]
+    starts = [i.started_at for i in running if i.started_at is not None]
+    memory = _sum_or_none([i.memory_bytes for i in view.instances])
+    cpu = _sum_or_none([i.cpu_percent for i in view.instances])
+    return {
+        "service_id": view.name,
+        "name": view.name,
+        "kind": view.kind,
+        "description": view.description,
+        "state": view.state,
+        "status": view.state,  # the seed's name for it
+        "tags": list(view.tags),
+        "host": view.config.host,
+        "port": view.config.port if first is None else first.port,
+        "endpoint": None if first is None else _endpoint(first.host, first.port),
+        "started_at": iso_time(min(starts)) if starts else None,
+        "replicas": {"desired": view.desired_replicas, "running": view.running},
+        "health": service_health(view),
+        "stats": {
+            "uptime_seconds": round(min(uptimes), 3) if uptimes else None,
+            "cpu_percent": None if cpu is None else round(cpu, 1),
+            "memory_bytes": None if memory is None else int(memory),
+            "memory_mb": _mb(None if memory is None else int(memory)),
+            "restarts": sum(i.restarts for i in view.instances),
+        },
+        "instances": [instance_to_dict(i) for i in view.instances],
+    }
+
+
+def service_detail_to_dict(view: ServiceView) -> dict[str, Any]:
+    data = service_to_dict(view)
+    data["config"] = config_to_dict(view.config)
+    return data
+
+
+def services_blueprint(deps: AdminDeps) -> Blueprint:
+    blueprint = Blueprint("services", __name__)
+
+    @blueprint.get("/services")
+    async def list_services() -> tuple[Response, int]:
+        args = request.args
+        tag = args.get("tag") or None
+        status = query_choice(args, "status", SERVICE_STATES)
+        limit = query_int(args, "limit", 100, minimum=1, maximum=MAX_LIMIT)
+        offset = query_int(args, "offset", 0, minimum=0)
+        views = [
+            view
+            for view in deps.supervisor.services()
+            if (tag is None or tag in view.tags) and status in (None, view.state)
+        ]
+        page = views[offset : offset + limit]
+        return success(
+            {
+                "services": [service_to_dict(view) for view in page],
+                "total": len(views),
+                "page": {"limit": limit, "offset": offset, "has_next": offset + limit < len(views)},
+            }
+        )
+
+    @blueprint.get("/services/<service_id>")
+    async def show_service(service_id: str) -> tuple[Response, int]:
+        return success(service_detail_to_dict(deps.supervisor.service(service_id)))
+
+    @blueprint.get("/services/<service_id>/instances")
+    async def list_instances(service_id: str) -> tuple[Response, int]:
+        view = deps.supervisor.service(service_id)
+        return success(
+            {
+                "service_id": view.name,
+                "instances": [instance_to_dict(i) for i in view.instances],
+                "total": len(view.instances),
+            }
+        )
+
+    async def operate(service_id: str, action: str) -> tuple[Response, int]:
+        supervisor = deps.supervisor
+        name = supervisor.service(service_id).name  # 404 before anything is touched
+        timeout = query_float(
+            request.args, "timeout", DEFAULT_OPERATION_TIMEOUT, minimum=0, maximum=3600
+        )
+        force = query_bool(request.args, "force")
+        started = time.monotonic()
+        with trio.move_on_after(timeout) as waited:
+            if action == "start":
+                await supervisor.start(name, source="api")
+            elif action == "stop":
+                await supervisor.stop(name, source="api")
+            else:
+                await supervisor.restart(name, source="api", force=force)
+        settled = not waited.cancelled_caught
+        data = {
+            "action": action,
+            "service_id": name,
+            "settled": settled,
+            "elapsed_seconds": round(time.monotonic() - started, 3),
+            "service": service_to_dict(supervisor.service(name)),
+        }
+        # 202: accepted, still in progress in the supervisor after ``timeout``.
+        return success(data, 200 if settled else 202)
+
+    @blueprint.post("/services/<service_id>/start")
+    async def start_service(service_id: str) -> tuple[Response, int]:
+        return await operate(service_id, "start")
+
+    @blueprint.post("/services/<service_id>/stop")
+    async def stop_service(service_id: str) -> tuple[Response, int]:
+        return await operate(service_id, "stop")
+
+    @blueprint.post("/services/<service_id>/restart")
+    async def restart_service(service_id: str) -> tuple[Response, int]:
+        return await operate(service_id, "restart")
+
+    return blueprint

@@ -1,0 +1,67 @@
+"""System endpoints: ``/health``, ``/api/v1/info``, ``/api/v1/reload``."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from quart import Blueprint, Response
+
+from agentvisor.admin.errors import success
+
+if TYPE_CHECKING:
+    from agentvisor.admin.app import AdminDeps
+
+
+def iso_time(at: float | None) -> str | None:
+    """Wall-clock seconds as ISO 8601 UTC (``2024-01-01T10:00:00Z``), as in the seed."""
+    if at is None:
+        return None
+    stamp = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def reload_result_to_dict(result: object) -> dict[str, Any]:
+    """The supervisor's ``ReloadResult`` (attrs, tuples of names) as JSON-ready data."""
+    fields = attrs.asdict(result)  # type: ignore[arg-type]
+    data = {
+        key: list(value) if isinstance(value, tuple) else value for key, value in fields.items()
+    }
+    data["changed"] = any(bool(value) for value in data.values() if isinstance(value, list))
+    return data
+
+
+def system_blueprint(deps: AdminDeps) -> Blueprint:
+    blueprint = Blueprint("system", __name__)
+
+    @blueprint.get("/health")
+    async def health() -> tuple[dict[str, Any], int]:
+        # A probe for load balancers and systemd, outside the /api/v1 envelope.
+        uptime = round(time.time() - deps.started_at, 3)
+        return {"status": "ok", "version": deps.version, "uptime_seconds": uptime}, 200
+
+    @blueprint.get("/api/v1/info")
+    async def info() -> tuple[Response, int]:
+        now = time.time()
+        return success(
+            {
+                "name": "agentvisor",
+                "version": deps.version,
+                "pid": deps.pid,
+                "config_path": deps.config_path,
+                "started_at": iso_time(deps.started_at),
+                "uptime_seconds": round(now - deps.started_at, 3),
+                "binds": list(deps.binds),
+                "auth": deps.token is not None,
+                "services": len(deps.supervisor.services()),
+            }
+        )
+
+    @blueprint.post("/api/v1/reload")
+    async def reload() -> tuple[Response, int]:
+        result = await deps.supervisor.reload(source="api")
+        return success(reload_result_to_dict(result))
+
+    return blueprint

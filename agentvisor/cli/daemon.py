@@ -1,0 +1,133 @@
+"""``agentvisor``: run the daemon, check a config, ask a running daemon to reload.
+
+``serve`` and ``init`` come later. Errors are one line on stderr; exit codes
+follow agentvisorctl's: 0 ok, 1 failed or invalid, 2 usage, 3 not reachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from rich.console import Console
+
+from agentvisor import __version__
+from agentvisor.cli.ctl import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    Context,
+    locate_admin,
+    report_reload,
+    unreachable_message,
+)
+from agentvisor.client import AgentvisorClient, ApiError, Unreachable
+from agentvisor.errors import AgentvisorError, ConfigInvalid
+from agentvisor.pidfile import read_pid
+
+PROG = "agentvisor"
+DEFAULT_CONFIG = "agentvisor.toml"
+PIDFILE_NAME = "agentvisor.pid"
+
+
+def _err(line: str) -> None:
+    print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agentvisor.daemon import run  # the composition root; imported only to run it
+
+    return run(args.config)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from agentvisor.config.load import load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigInvalid as error:
+        for issue in error.issues:
+            print(str(issue))
+        return EXIT_FAILED
+    except OSError as error:
+        _err(f"cannot read {args.config}: {error.strerror or error}")
+        return EXIT_FAILED
+    agents, routes = len(config.agents), len(config.routes)
+    print(f"{args.config}: ok ({_plural(agents, 'agent')}, {_plural(routes, 'route')})")
+    return EXIT_OK
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Reload over the admin socket; without one, SIGHUP the pid in the pidfile."""
+    address = locate_admin(args.config)
+    try:
+        with AgentvisorClient(address.server, token=address.token) as client:
+            return report_reload(Context(client, Console(), json=False, prog=PROG), client.reload)
+    except Unreachable as error:
+        unreachable = error
+    pidfile = os.path.join(address.state_dir, PIDFILE_NAME)
+    pid = read_pid(pidfile)
+    if pid is None:
+        _err(unreachable_message(address.server, unreachable))
+        return EXIT_UNREACHABLE
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        _err(f"cannot reach agentvisor at {address.server}, and pid {pid} of {pidfile} is gone")
+        return EXIT_UNREACHABLE
+    except PermissionError:
+        _err(f"not allowed to signal agentvisor (pid {pid}); run as its user")
+        return EXIT_FAILED
+    print(f"sent SIGHUP to agentvisor (pid {pid}); its log shows the result of the reload")
+    return EXIT_OK
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Supervise, route and operate AI-agent services.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, handler, text in (
+        ("run", cmd_run, "run in the foreground until SIGTERM/SIGINT; SIGHUP reloads"),
+        ("check", cmd_check, "validate a config file and print every problem"),
+        ("reload", cmd_reload, "ask the running agentvisor to reload its config"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument(
+            "-c",
+            "--config",
+            default=DEFAULT_CONFIG,
+            metavar="FILE",
+            help=f"config file (default: {DEFAULT_CONFIG})",
+        )
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ApiError as error:
+        _err(error.message)
+        return EXIT_FAILED
+    except AgentvisorError as error:
+        _err(error.message)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    return code

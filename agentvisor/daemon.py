@@ -1,0 +1,191 @@
+"""The composition root: ``trio.run``, the one root nursery, start order, shutdown.
+
+Start order: pidfile (refuse a second daemon on the same state_dir) → signal
+watcher (so no signal is lost) → supervisor (instances created, autostart
+agents starting) → admin API (listening) → ``READY=1``. Shutdown is one path
+under ``shutdown_timeout``: workers get their stop signal, then SIGKILL to
+their groups, then the nursery is cancelled. A second SIGTERM/SIGINT during
+shutdown skips the wait.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import trio
+
+from agentvisor import __version__, sdnotify
+from agentvisor.admin.app import AdminDeps
+from agentvisor.admin.serve import AdminServer
+from agentvisor.config.load import load_config
+from agentvisor.config.model import Config, LogFormat
+from agentvisor.errors import AgentvisorError, ConfigInvalid
+from agentvisor.events import EventBus
+from agentvisor.pidfile import open_pidfile
+from agentvisor.supervise.process import open_launcher
+from agentvisor.supervise.spec import state_dir
+from agentvisor.supervise.supervisor import Supervisor
+
+log = logging.getLogger("agentvisor")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(config: Config) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if config.supervisor.log_format is LogFormat.JSON:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.supervisor.log_level.value.upper())
+    # Hypercorn and quart log every request at info; that is noise for an operator.
+    for noisy in ("hypercorn.access", "quart.serving"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class Daemon:
+    """One running agentvisor; ``run`` returns after a graceful shutdown."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.bus = EventBus()
+        self.supervisor: Supervisor | None = None
+        self.admin_binds: list[str] = []
+        self._shutdown_requested = trio.Event()
+        self._force = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:
+        config = self.config
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async with open_launcher() as launcher, trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_signals, signals)
+                self.supervisor = Supervisor(config, bus=self.bus, launcher=launcher)
+                await nursery.start(self.supervisor.run)
+                deps = AdminDeps(
+                    supervisor=self.supervisor,
+                    version=__version__,
+                    pid=os.getpid(),
+                    started_at=time.time(),
+                    config_path=config.source,
+                    token=config.admin.token,
+                )
+                self.admin_binds = await nursery.start(
+                    AdminServer(deps, config.admin, config.base_dir).run
+                )
+                nursery.start_soon(sdnotify.run_watchdog)
+                log.info(
+                    "agentvisor %s running %d agents; admin API on %s",
+                    __version__,
+                    len(config.agents),
+                    ", ".join(self.admin_binds),
+                )
+                sdnotify.notify("READY=1", f"STATUS=supervising {len(config.agents)} agents")
+                task_status.started(self)
+                await self._shutdown_requested.wait()
+                await self._shut_down()
+                nursery.cancel_scope.cancel()
+
+    def request_shutdown(self) -> None:
+        if self._shutdown_requested.is_set():
+            self._force.set()
+        self._shutdown_requested.set()
+
+    async def _shut_down(self) -> None:
+        assert self.supervisor is not None
+        timeout = self.config.supervisor.shutdown_timeout
+        sdnotify.notify("STOPPING=1")
+        log.info("shutting down: stopping every worker (at most %gs)", timeout)
+        supervisor = self.supervisor
+
+        async def stop_workers(done: trio.CancelScope) -> None:
+            await supervisor.shutdown()
+            done.cancel()
+
+        with trio.move_on_after(timeout) as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stop_workers, nursery.cancel_scope)
+                await self._force.wait()
+                log.warning("second signal: killing workers now")
+                nursery.cancel_scope.cancel()
+        if scope.cancelled_caught:
+            log.warning("shutdown_timeout of %gs passed: killing remaining workers", timeout)
+        # Cancelling the nursery next kills any group still alive (Instance.run's finally).
+
+    async def _watch_signals(self, signals: Any) -> None:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                await self._reload()
+            else:
+                log.info("received %s", signal.Signals(signum).name)
+                self.request_shutdown()
+
+    async def _reload(self) -> None:
+        assert self.supervisor is not None
+        sdnotify.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            result = await self.supervisor.reload(source="signal")
+        except ConfigInvalid as error:
+            log.error("reload rejected, the running config is unchanged:")
+            for issue in error.issues:
+                log.error("  %s", issue)
+        else:
+            log.info("reloaded: %s", result)
+        finally:
+            sdnotify.notify("READY=1")
+
+
+async def serve(config: Config) -> None:
+    pidfile = os.path.join(state_dir(config), "agentvisor.pid")
+    with open_pidfile(pidfile):
+        await Daemon(config).run()
+
+
+def run(config_path: str) -> int:
+    """``agentvisor run``: load, validate, supervise until a signal; the exit code."""
+    try:
+        config = load_config(config_path)
+    except ConfigInvalid as error:
+        for issue in error.issues:
+            print(issue, file=sys.stderr)
+        print(f"agentvisor: {config_path} is invalid; nothing started", file=sys.stderr)
+        return 1
+    configure_logging(config)
+    failures: list[str] = []
+    try:
+        trio.run(serve, config)
+    except* AgentvisorError as group:
+        failures += [e.message for e in _leaves(group) if isinstance(e, AgentvisorError)]
+    except* OSError as group:
+        failures += [str(e) for e in _leaves(group)]
+    for message in failures:
+        print(f"agentvisor: {message}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    return [
+        leaf
+        for error in group.exceptions
+        for leaf in (_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
+    ]
