@@ -35,7 +35,7 @@ from agentvisor.supervise.machine import (
     Timer,
     step,
 )
-from agentvisor.supervise.policy import Policy
+from agentvisor.supervise.policy import Health, Policy
 from agentvisor.supervise.process import Launcher, LaunchSpec, ProcessHandle, SpawnError
 from agentvisor.supervise.registry import HealthView, InstanceView
 from agentvisor.supervise.sampling import Sample
@@ -104,6 +104,8 @@ class Instance:
         self.protocol_ping = protocol_ping
         self.machine = Machine()
         self.sample: Sample | None = None
+        self.draining = False  # takes no new clients (rolling restart, scale-down, stop)
+        self.sessions = 0  # active sessions last reported by the worker
         self.last_check: CheckResult | None = None
         self.last_check_at: float | None = None
         self._launcher = launcher
@@ -141,6 +143,16 @@ class Instance:
     @property
     def pid(self) -> int | None:
         return self._handle.pid if self._handle is not None else None
+
+    @property
+    def accepts_clients(self) -> bool:
+        """Running, not unhealthy, not draining: the router may send new clients here."""
+        m = self.machine
+        return (
+            m.state is ProcessState.RUNNING
+            and m.health.status is not Health.UNHEALTHY
+            and not self.draining
+        )
 
     async def wait_until(self, predicate: Callable[[Machine], bool]) -> None:
         """Return once ``predicate(machine)`` holds; the caller sets the deadline."""

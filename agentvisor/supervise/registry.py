@@ -53,6 +53,24 @@ class ServiceView:
     config: AgentConfig
 
 
+@frozen
+class Endpoint:
+    """An instance as the router sees it: where to connect, and whether it may take clients."""
+
+    instance_id: str  # "name:replica"
+    service: str
+    replica: int
+    host: str
+    port: int
+    ws_path: str
+    routable: bool  # running, health not unhealthy, the agent is routable, not draining
+    draining: bool
+    weight: float
+    max_sessions: int
+    sessions: int  # active sessions last reported by the worker (0 when unknown)
+    tags: tuple[str, ...]
+
+
 def aggregate_state(states: list[str], desired: int) -> str:
     """One word for a service from its instances' states.
 

@@ -30,7 +30,7 @@ from agentvisor.supervise.machine import Machine, Restart, Start, Stop
 from agentvisor.supervise.policy import Health, Policy
 from agentvisor.supervise.ports import allocate_port, fixed_port, fixed_ports
 from agentvisor.supervise.process import Launcher
-from agentvisor.supervise.registry import ServiceView, aggregate_state
+from agentvisor.supervise.registry import Endpoint, ServiceView, aggregate_state
 from agentvisor.supervise.sampling import TreeSampler
 from agentvisor.supervise.spec import launch_spec, state_dir
 from agentvisor.supervise.states import ProcessState
@@ -139,6 +139,28 @@ class Supervisor:
 
     def service(self, name: str) -> ServiceView:
         return self._get(name).view()
+
+    def endpoints(self) -> list[Endpoint]:
+        """Every instance with a port, for the router (routable or not: it filters)."""
+        return [
+            Endpoint(
+                instance_id=f"{service.name}:{instance.replica}",
+                service=service.name,
+                replica=instance.replica,
+                host=instance.host,
+                port=instance.port,
+                ws_path=instance.ws_path,
+                routable=service.config.routable and instance.accepts_clients,
+                draining=instance.draining,
+                weight=service.config.weight,
+                max_sessions=service.config.max_sessions,
+                sessions=instance.sessions,
+                tags=service.config.tags,
+            )
+            for service in self._services.values()
+            for instance in service.instances
+            if instance.port is not None
+        ]
 
     def logbook(self, name: str) -> LogBook:
         return self._get(name).logbook
