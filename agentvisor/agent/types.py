@@ -45,7 +45,7 @@ class ToolCall:
 
 @frozen
 class ToolOutput:
-    """``agent.tool_result``: what a tool returned (``success`` false with ``error`` when it failed)."""
+    """``agent.tool_result``: what a tool returned (``success`` false and ``error`` on failure)."""
 
     call_id: str
     tool: str

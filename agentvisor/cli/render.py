@@ -121,8 +121,8 @@ def status_table(services: Sequence[Mapping[str, Any]], now: float) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
     longest = max((len(str(service.get("name", ""))) for service in services), default=4)
     table.add_column("NAME", no_wrap=True, min_width=max(longest, 4))
-    for column in ("STATE", "INST", "PID", "PORT", "UPTIME", "CPU", "MEM", "HEALTH"):
-        right = column in ("INST", "UPTIME", "CPU", "MEM")
+    for column in ("STATE", "INST", "PID", "PORT", "UPTIME", "CPU", "MEM", "SESS", "HEALTH"):
+        right = column in ("INST", "UPTIME", "CPU", "MEM", "SESS")
         table.add_column(column, justify="right" if right else "left", no_wrap=True)
     for service in services:
         instances = service.get("instances", [])
@@ -139,9 +139,15 @@ def status_table(services: Sequence[Mapping[str, Any]], now: float) -> Table:
             humanize_duration(stats.get("uptime_seconds")),
             humanize_percent(stats.get("cpu_percent")),
             humanize_bytes(stats.get("memory_bytes")),
+            _count(stats.get("sessions_active")),
             Text(health, style=HEALTH_STYLES.get(health, "")),
         )
     return table
+
+
+def _count(value: object) -> str:
+    """A count the API may not know (``None``: e.g. sessions of a command worker)."""
+    return "-" if value is None else str(value)
 
 
 def status_view(services: Sequence[Mapping[str, Any]], now: float) -> RenderableType:
@@ -162,7 +168,8 @@ def status_view(services: Sequence[Mapping[str, Any]], now: float) -> Renderable
 
 def _instances_table(instances: Sequence[Mapping[str, Any]], now: float) -> Table:
     table = Table(title="instances", title_justify="left", box=None, header_style="bold")
-    for column in ("#", "STATE", "PID", "PORT", "UPTIME", "RESTARTS", "CPU", "MEM", "HEALTH"):
+    columns = ("#", "STATE", "PID", "PORT", "UPTIME", "RESTARTS", "CPU", "MEM", "SESS", "HEALTH")
+    for column in columns:
         table.add_column(column, no_wrap=True)
     table.add_column("REASON", overflow="fold")
     for instance in instances:
@@ -177,6 +184,7 @@ def _instances_table(instances: Sequence[Mapping[str, Any]], now: float) -> Tabl
             str(instance.get("restarts", 0)),
             humanize_percent(instance.get("cpu_percent")),
             humanize_bytes(instance.get("memory_bytes")),
+            _count(instance.get("sessions")),
             Text(health, style=HEALTH_STYLES.get(health, "")),
             note,
         )

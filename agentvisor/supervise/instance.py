@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import trio
 
@@ -106,6 +107,7 @@ class Instance:
         self.sample: Sample | None = None
         self.draining = False  # takes no new clients (rolling restart, scale-down, stop)
         self.sessions = 0  # active sessions last reported by the worker
+        self.worker_stats: dict[str, Any] | None = None  # the worker's GET /stats, agent workers
         self.last_check: CheckResult | None = None
         self.last_check_at: float | None = None
         self._launcher = launcher
@@ -192,6 +194,7 @@ class Instance:
             ),
             cpu_percent=sample.cpu_percent if sample else None,
             memory_bytes=sample.rss_bytes if sample else None,
+            sessions=self.sessions if self.worker_stats is not None else None,
         )
 
     # The loop ----------------------------------------------------------------
@@ -300,6 +303,7 @@ class Instance:
                 health_scope.cancel()
                 if self._handle is handle:
                     self._handle = None
+                    self.worker_stats, self.sessions = None, 0
                 self._bus.publish(
                     InstanceExited(
                         service=self.service,

@@ -38,6 +38,7 @@ class InstanceView:
     health: HealthView
     cpu_percent: float | None
     memory_bytes: int | None
+    sessions: int | None = None  # active sessions the worker reports (agent workers only)
 
 
 @frozen

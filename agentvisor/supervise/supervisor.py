@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 
 import attrs
+import httpx
 import trio
 
 from agentvisor.config.diff import plan_reload
@@ -434,9 +435,23 @@ class Supervisor:
     # Sampling ------------------------------------------------------------------
 
     async def _sample_forever(self) -> None:
-        while True:
-            await trio.sleep(self.config.supervisor.sample_interval)
-            await self.sample_now()
+        # One client for the daemon's life: creating one costs a CA bundle load.
+        timeout = min(2.0, self.config.supervisor.sample_interval)
+        async with httpx.AsyncClient(verify=False, trust_env=False, timeout=timeout) as http:
+            while True:
+                await trio.sleep(self.config.supervisor.sample_interval)
+                await self.sample_now()
+                await self.read_worker_stats(http)
+
+    async def read_worker_stats(self, http: httpx.AsyncClient) -> None:
+        """Ask every running agent worker for its ``GET /stats`` (sessions, turns), concurrently."""
+        async with trio.open_nursery() as nursery:
+            for service in self._services.values():
+                if service.config.agent is None:
+                    continue  # command workers speak no stats protocol
+                for instance in service.instances:
+                    if instance.state is S.RUNNING and instance.port is not None:
+                        nursery.start_soon(_read_stats, http, instance)
 
     async def sample_now(self) -> None:
         """Sample every live instance's process tree; restart those above max_memory_mb."""
@@ -462,6 +477,18 @@ class Supervisor:
                 # As a failure: a worker over the limit right after each start backs off
                 # and goes fatal; one that leaked slowly through a stable run restarts at once.
                 instance.send(Restart(message, as_failure=True))
+
+
+async def _read_stats(http: httpx.AsyncClient, instance: Instance) -> None:
+    url = f"http://{instance.host}:{instance.port}/stats"
+    try:
+        response = await http.get(url)
+        stats = response.raise_for_status().json()
+        active = int(stats["sessions"]["active"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+        log.debug("%s:%d stats unavailable: %s", instance.service, instance.replica, error)
+        return
+    instance.worker_stats, instance.sessions = stats, active
 
 
 def _describe(result: ReloadResult) -> str:

@@ -83,6 +83,7 @@ def instance_to_dict(instance: InstanceView) -> dict[str, Any]:
         "cpu_percent": instance.cpu_percent,
         "memory_bytes": instance.memory_bytes,
         "memory_mb": _mb(instance.memory_bytes),
+        "sessions": instance.sessions,
         "health": {
             "status": health.status,
             "last_check": iso_time(health.last_check_at),
@@ -142,6 +143,7 @@ def service_to_dict(view: ServiceView) -> dict[str, Any]:
             "memory_bytes": None if memory is None else int(memory),
             "memory_mb": _mb(None if memory is None else int(memory)),
             "restarts": sum(i.restarts for i in view.instances),
+            "sessions_active": _sum_or_none([i.sessions for i in view.instances]),
         },
         "instances": [instance_to_dict(i) for i in view.instances],
     }

@@ -105,8 +105,8 @@ def test_parse_time_reads_the_api_timestamps_and_rejects_garbage() -> None:
 def test_status_table_shows_one_row_per_service_with_humanized_columns() -> None:
     output = text_of(render.status_view([service()], NOW))
     header, row = output.splitlines()
-    assert " ".join(header.split()) == "NAME STATE INST PID PORT UPTIME CPU MEM HEALTH"
-    assert " ".join(row.split()) == "weather running 1/1 4242 8101 4m12s 1.5% 50.0 MiB healthy"
+    assert " ".join(header.split()) == "NAME STATE INST PID PORT UPTIME CPU MEM SESS HEALTH"
+    assert " ".join(row.split()) == "weather running 1/1 4242 8101 4m12s 1.5% 50.0 MiB - healthy"
 
 
 def test_status_table_lists_pids_and_ports_of_replicas_compactly() -> None:
