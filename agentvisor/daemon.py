@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 import time
@@ -133,12 +134,17 @@ class Daemon:
         # Cancelling the nursery next kills any group still alive (Instance.run's finally).
 
     async def _watch_signals(self, signals: Any) -> None:
-        async for signum in signals:
-            if signum == signal.SIGHUP:
-                await self._reload()
-            else:
-                log.info("received %s", signal.Signals(signum).name)
-                self.request_shutdown()
+        # Reloads run as tasks of their own: a long rolling restart must not keep
+        # SIGTERM from being seen.
+        async with trio.open_nursery() as nursery:
+            async for signum in signals:
+                if signum != signal.SIGHUP:
+                    log.info("received %s", signal.Signals(signum).name)
+                    self.request_shutdown()
+                elif self._shutdown_requested.is_set():
+                    log.info("received SIGHUP while shutting down: ignored")
+                else:
+                    nursery.start_soon(self._reload)
 
     async def _reload(self) -> None:
         assert self.supervisor is not None
@@ -149,10 +155,24 @@ class Daemon:
             log.error("reload rejected, the running config is unchanged:")
             for issue in error.issues:
                 log.error("  %s", issue)
+        except AgentvisorError as error:
+            log.error("reload rejected, the running config is unchanged: %s", error.message)
         else:
-            log.info("reloaded: %s", result)
+            level = logging.WARNING if result.failed else logging.INFO
+            log.log(level, "reloaded: %s", result.describe())
         finally:
             sdnotify.notify("READY=1")
+
+
+def raise_open_files_limit() -> None:
+    """Each instance holds a few descriptors (pipes, pidfd, log files): lift the soft limit
+    to the hard one, as supervisord's ``minfds`` does, so hundreds of workers fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as error:
+            log.warning("cannot raise the open files limit from %d: %s", soft, error)
 
 
 async def serve(config: Config) -> None:
@@ -171,6 +191,7 @@ def run(config_path: str) -> int:
         print(f"agentvisor: {config_path} is invalid; nothing started", file=sys.stderr)
         return 1
     configure_logging(config)
+    raise_open_files_limit()
     failures: list[str] = []
     try:
         trio.run(serve, config)

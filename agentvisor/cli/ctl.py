@@ -204,7 +204,8 @@ def report_reload(ctx: Context, call: Callable[[], Any]) -> int:
     else:
         for line in render.reload_lines(data):
             ctx.out(line)
-    return EXIT_OK
+    # Applied, but a rolling restart stopped at a replica that did not come back.
+    return EXIT_FAILED if data.get("failed") else EXIT_OK
 
 
 def cmd_reload(ctx: Context, _args: argparse.Namespace) -> int:

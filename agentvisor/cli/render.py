@@ -37,7 +37,8 @@ HEALTH_STYLES: Mapping[str, str] = {
 TROUBLED = ("fatal", "backoff", "exited")
 MAX_LISTED = 3
 RELOAD_LABELS: Mapping[str, str] = {
-    "needs_restart": "takes effect on the next start of agentvisor:"
+    "failed": "FAILED:",
+    "needs_restart": "takes effect on the next start of agentvisor:",
 }
 
 

@@ -47,6 +47,8 @@ log = logging.getLogger("agentvisor.instance")
 _TROUBLE = frozenset({ProcessState.BACKOFF, ProcessState.FATAL})
 _LIVE = frozenset({ProcessState.STARTING, ProcessState.RUNNING})
 
+#: At most one complaint about unwritable log files per instance this often (seconds).
+COMPLAINT_INTERVAL = 60.0
 #: First health check this long after spawn, then doubling up to ``interval`` until one passes.
 FIRST_CHECK_DELAY = 0.05
 #: How long output still in the pipes is read after the process exited.
@@ -62,18 +64,31 @@ class InstanceLogs:
         self.book = book
         self.files = files
         self.forward_prefix = forward_prefix
+        self._last_complaint = -math.inf
 
     def write(self, replica: int, stream: str, texts: Sequence[str]) -> None:
-        self.book.append(replica, stream, texts, time.time())
-        self.files[stream].write_lines(texts)
-        if self.forward_prefix is not None:
-            out = sys.stdout if stream == "stdout" else sys.stderr
-            out.write("".join(f"{self.forward_prefix} {text}\n" for text in texts))
-            out.flush()
+        """Keep the lines; a full disk or a closed stdout loses file lines, never the worker."""
+        at = time.time()
+        self.book.append(replica, stream, texts, at)
+        try:
+            self.files[stream].write_lines(texts, at=at)
+            if self.forward_prefix is not None:
+                out = sys.stdout if stream == "stdout" else sys.stderr
+                out.write("".join(f"{self.forward_prefix} {text}\n" for text in texts))
+                out.flush()
+        except OSError as error:
+            if at - self._last_complaint >= COMPLAINT_INTERVAL:
+                self._last_complaint = at
+                log.error("cannot write the output of %s: %s", self.files[stream].path, error)
 
     def close(self) -> None:
+        """Release the files until the next line (a stopped instance holds no descriptor)."""
         for file in self.files.values():
             file.close()
+
+
+class InstanceGone(Exception):
+    """The instance was removed (its task ended) while someone waited on it."""
 
 
 class Instance:
@@ -120,6 +135,7 @@ class Instance:
         self._changed = trio.Event()
         self._queued = 0
         self._processed = 0
+        self.closed = False
         self._nursery: trio.Nursery | None = None
 
     # Commands and queries ----------------------------------------------------
@@ -127,6 +143,10 @@ class Instance:
     def send(self, event: Event) -> int:
         """Queue an event (start, stop, restart…); never blocks. Returns its ticket."""
         return self._enqueue(None, event)
+
+    def send_to_process(self, event: Event) -> int:
+        """Queue an event about the current process: dropped if that process is gone by then."""
+        return self._enqueue(self._generation, event)
 
     def _enqueue(self, generation: int | None, event: Event) -> int:
         self._send.send_nowait((generation, event))
@@ -136,7 +156,12 @@ class Instance:
     async def wait_processed(self, ticket: int) -> None:
         """Return once the event with this ticket (and all before it) has been applied."""
         while self._processed < ticket:
-            await self._changed.wait()
+            await self._wait_change()
+
+    async def _wait_change(self) -> None:
+        if self.closed:
+            raise InstanceGone(f"{self.service}:{self.replica} was removed")
+        await self._changed.wait()
 
     @property
     def state(self) -> ProcessState:
@@ -159,7 +184,7 @@ class Instance:
     async def wait_until(self, predicate: Callable[[Machine], bool]) -> None:
         """Return once ``predicate(machine)`` holds; the caller sets the deadline."""
         while not predicate(self.machine):
-            await self._changed.wait()
+            await self._wait_change()
 
     def view(self) -> InstanceView:
         m = self.machine
@@ -219,9 +244,13 @@ class Instance:
                     self._notify()
         finally:
             # Cancelled (shutdown past its deadline, or removal): leave no process behind.
+            # (_watch's own cleanup closes the handle; the group dies with its SIGKILL.)
             if self._handle is not None:
                 self._handle.kill_group()
+                self._handle = None
             self._logs.close()
+            self.closed = True
+            self._notify()
 
     async def _apply(self, event: Event) -> None:
         old = self.machine
@@ -296,14 +325,14 @@ class Instance:
                 nursery.start_soon(self._pump, handle.stdout, "stdout")
                 nursery.start_soon(self._pump, handle.stderr, "stderr")
                 health_scope = trio.CancelScope()
-                if self.health.enabled and self.port is not None:
+                if self.port is not None:
                     nursery.start_soon(self._check_health, generation, health_scope)
                 code = await handle.wait()
                 handle.kill_group()  # whatever the leader left behind in its group
                 health_scope.cancel()
                 if self._handle is handle:
                     self._handle = None
-                    self.worker_stats, self.sessions = None, 0
+                    self.sample, self.worker_stats, self.sessions = None, None, 0
                 self._bus.publish(
                     InstanceExited(
                         service=self.service,
@@ -320,6 +349,8 @@ class Instance:
                 nursery.cancel_scope.deadline = trio.current_time() + OUTPUT_DRAIN_TIMEOUT
         finally:
             handle.close()
+            if self._handle is None:
+                self._logs.close()
 
     async def _pump(self, stream: trio.abc.ReceiveStream, name: str) -> None:
         await pump_lines(stream, lambda texts: self._logs.write(self.replica, name, texts))
@@ -334,6 +365,8 @@ class Instance:
                     delay *= 2
                 else:
                     await trio.sleep(self.health.interval)
+                if not self.health.enabled:
+                    continue  # a reload may turn checks on again
                 result = await self.check_now()
                 self._enqueue(generation, HealthChecked(result.ok, result.message))
 

@@ -15,6 +15,7 @@ import datetime
 import os
 import time
 from collections.abc import Callable, Sequence
+from typing import BinaryIO
 
 import attrs
 import trio
@@ -115,15 +116,24 @@ class RotatingLogFile:
         self.path = path
         self.max_bytes = max_bytes
         self.backups = backups
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - owned until close()
-        self._size = self._file.seek(0, os.SEEK_END)
+        # Opened on the first write and closed when the process goes (``close``), so a
+        # stopped instance holds no descriptor; after an OSError the next write reopens.
+        self._file: BinaryIO | None = None
+        self._size = 0
+
+    def _open(self) -> BinaryIO:
+        if self._file is None:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - owned until close()
+            self._size = self._file.seek(0, os.SEEK_END)
+        return self._file
 
     def write_lines(self, lines: Sequence[str], *, at: float | None = None) -> None:
         """Append ``lines`` stamped with ``at`` (wall clock; default: now), rotating as needed."""
         if not lines:
             return
         stamp = _iso(time.time() if at is None else at).encode()
+        self._open()
         batch: list[bytes] = []
         batch_size = 0
         for text in lines:
@@ -139,15 +149,21 @@ class RotatingLogFile:
         self._write(batch)
 
     def close(self) -> None:
-        self._file.close()
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
 
     def _write(self, records: list[bytes]) -> None:
         data = b"".join(records)
-        self._file.write(data)
+        try:
+            self._open().write(data)
+        except OSError:
+            self.close()  # reopen on the next write (the disk may have room again)
+            raise
         self._size += len(data)
 
     def _rotate(self) -> None:
-        self._file.close()
+        self.close()
         if self.backups:
             for index in range(self.backups - 1, 0, -1):
                 older = f"{self.path}.{index}"

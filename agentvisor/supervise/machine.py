@@ -200,7 +200,7 @@ def _on_stop(m: Machine, reason: str, now: float, policy: Policy) -> Step:
     if m.state in (S.STARTING, S.RUNNING):
         return _begin_stop(m, reason, AfterStop.REST, now, policy)
     if m.state is S.STOPPING:
-        return attrs.evolve(m, after_stop=AfterStop.REST), ()
+        return attrs.evolve(m, reason=reason, after_stop=AfterStop.REST), ()
     if m.state is S.STOPPED:
         return m, ()
     return attrs.evolve(m, state=S.STOPPED, reason=reason, deadline=None), ()
@@ -327,5 +327,6 @@ def _on_timer(m: Machine, now: float, policy: Policy) -> Step:
         case S.RUNNING:
             return attrs.evolve(m, failures=0, deadline=None), ()
         case S.STOPPING:
-            return attrs.evolve(m, deadline=None), (KillGroup(),)
+            reason = f"{m.reason}; still up after stopwaitsecs {policy.stopwaitsecs:g}s: SIGKILL"
+            return attrs.evolve(m, reason=reason, deadline=None), (KillGroup(),)
     return attrs.evolve(m, deadline=None), ()

@@ -9,10 +9,11 @@ the router's affinity and the operator's notes stay true.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
+from functools import partial
 
 from agentvisor.config.model import AgentConfig
-from agentvisor.errors import InsufficientResources
+from agentvisor.errors import InsufficientResources, PortInUse
 
 
 def fixed_ports(agents: Iterable[AgentConfig]) -> set[int]:
@@ -55,3 +56,67 @@ def allocate_port(
     raise InsufficientResources(
         f"no free port left in port_range {low}-{high}; widen [supervisor] port_range"
     )
+
+
+Slot = tuple[str, int]  # (agent name, replica)
+
+
+class PortBook:
+    """Which instance has which port; plans a whole config's assignment before it applies.
+
+    ``plan`` returns the assignment for every replica of ``agents`` without
+    changing the book, so a reload that cannot get its ports is rejected
+    before anything is stopped or started. An instance keeps an allocated port
+    while its agent stays on allocated ports and no fixed port claims it.
+    """
+
+    def __init__(self, port_range: tuple[int, int], is_free: Callable[[str, int], bool]) -> None:
+        self.port_range = port_range
+        self._is_free = is_free
+        self.assigned: dict[Slot, int] = {}
+        self._allocated: set[Slot] = set()
+        self._next: int | None = None
+
+    def plan(self, agents: Mapping[str, AgentConfig]) -> dict[Slot, int]:
+        reserved = fixed_ports(agents.values())
+        plan: dict[Slot, int] = {}
+        for name, agent in agents.items():
+            for replica in range(agent.desired_replicas):
+                port = fixed_port(agent, replica)
+                if port is None:
+                    continue
+                holder = self._holder(port)
+                if holder is not None and holder in self._allocated and holder[0] in agents:
+                    raise PortInUse(
+                        f"port {port} of agents.{name} is allocated to {holder[0]}:{holder[1]} "
+                        f"from port_range; choose a port outside {self.port_range[0]}-"
+                        f"{self.port_range[1]}"
+                    )
+                plan[(name, replica)] = port
+        cursor = self._next
+        for name, agent in agents.items():
+            if agent.port is not None:
+                continue
+            for replica in range(agent.desired_replicas):
+                slot = (name, replica)
+                kept = self.assigned.get(slot)
+                if slot in self._allocated and kept is not None and kept not in reserved:
+                    plan[slot] = kept
+                    continue
+                taken = reserved | set(plan.values()) | set(self.assigned.values())
+                is_free = partial(self._is_free, agent.host)
+                port = allocate_port(self.port_range, taken, is_free, cursor)
+                plan[slot] = port
+                cursor = port + 1
+        return plan
+
+    def commit(self, agents: Mapping[str, AgentConfig], plan: Mapping[Slot, int]) -> None:
+        """Make ``plan`` (from ``plan(agents)``) the book; ports of slots not in it are freed."""
+        self.assigned = dict(plan)
+        self._allocated = {slot for slot in plan if agents[slot[0]].port is None}
+        allocated = [plan[slot] for slot in self._allocated]
+        if allocated:
+            self._next = max(allocated) + 1
+
+    def _holder(self, port: int) -> Slot | None:
+        return next((slot for slot, held in self.assigned.items() if held == port), None)

@@ -1,9 +1,11 @@
 """The supervisor: turns the config's agents into supervised instances.
 
-It owns one nursery holding every instance's task, starts agents in
-``depends_on`` order, carries out operator commands (start, stop, rolling
-restart), applies reloads with the diff semantics of ARCHITECTURE.md, and
-samples every instance's process tree.
+It owns one nursery holding every instance's task and every operation.
+Operator commands (start, stop, rolling restart) and reloads run as tasks in
+that nursery, so a caller that gives up (a cut connection, a timeout) never
+leaves one half done; callers wait for the outcome with their own deadline.
+Each service has at most one operation at a time: a new command replaces the
+running one (stop cancels a start still waiting for its dependencies).
 """
 
 from __future__ import annotations
@@ -14,25 +16,25 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import attrs
-import httpx
 import trio
 
-from agentvisor.config.diff import plan_reload
+from agentvisor.config.diff import ReloadPlan, plan_reload
 from agentvisor.config.load import load_config
 from agentvisor.config.model import AgentConfig, Config
-from agentvisor.errors import ConfigInvalid, ServiceNotFound
+from agentvisor.errors import AgentvisorError, ServiceNotFound
 from agentvisor.events import ConfigReloaded, EventBus, OperatorAction
-from agentvisor.supervise.instance import Instance, InstanceLogs
+from agentvisor.supervise.instance import Instance, InstanceGone, InstanceLogs
 from agentvisor.supervise.logs import LogBook, RotatingLogFile
 from agentvisor.supervise.machine import Machine, Restart, Start, Stop
+from agentvisor.supervise.monitor import Monitor, Watched
 from agentvisor.supervise.policy import Health, Policy
-from agentvisor.supervise.ports import allocate_port, fixed_port, fixed_ports
+from agentvisor.supervise.ports import PortBook
 from agentvisor.supervise.process import Launcher
 from agentvisor.supervise.registry import Endpoint, ServiceView, aggregate_state
-from agentvisor.supervise.sampling import TreeSampler
 from agentvisor.supervise.spec import launch_spec, state_dir
 from agentvisor.supervise.states import ProcessState
 
@@ -40,24 +42,68 @@ log = logging.getLogger("agentvisor.supervisor")
 
 S = ProcessState
 MiB = 1024 * 1024
+T = TypeVar("T")
+
+
+class OperationFailed(AgentvisorError):
+    """A start or restart did not bring every instance up (the instances say why)."""
+
+    code = "SERVICE_START_FAILED"
+
+
+class ShuttingDown(AgentvisorError):
+    code = "SHUTTING_DOWN"
 
 
 @attrs.frozen
 class ReloadResult:
-    added: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-    restarted: tuple[str, ...] = ()
-    scaled: tuple[str, ...] = ()
-    updated: tuple[str, ...] = ()
-    needs_restart: tuple[str, ...] = ()  # sections whose change takes effect on the next start
+    """What a reload did: the plan's outcome, and what it could not do."""
 
+    plan: ReloadPlan
+    failed: tuple[str, ...] = ()  # rolling restarts that stopped: "name: why"
+    needs_restart: tuple[str, ...] = ()  # sections that take effect on the next start
 
-def _started_or_failed(m: Machine) -> bool:
-    return m.state not in (S.STOPPED, S.STARTING, S.STOPPING)
+    def to_dict(self) -> dict[str, Any]:
+        """The API's shape: names per kind of change, and whether anything changed."""
+        plan = self.plan
+        lists = {
+            "added": plan.added,
+            "removed": plan.removed,
+            "restarted": plan.restart,
+            "scaled": plan.scaled,
+            "updated": plan.live,
+            "failed": self.failed,
+            "needs_restart": self.needs_restart,
+        }
+        data: dict[str, Any] = {key: list(names) for key, names in lists.items()}
+        data["changed"] = not plan.is_empty
+        return data
+
+    def describe(self) -> str:
+        plan = self.plan
+        parts = [
+            f"{label}: {', '.join(names)}"
+            for label, names in (
+                ("added", plan.added),
+                ("removed", plan.removed),
+                ("restarted", plan.restart),
+                ("scaled", plan.scaled),
+                ("updated", plan.live),
+            )
+            if names
+        ]
+        parts += [f"FAILED {failure}" for failure in self.failed]
+        parts += [f"{section} changes apply on the next start" for section in self.needs_restart]
+        return "; ".join(parts) if parts else "no change"
 
 
 def _at_rest(m: Machine) -> bool:
     return m.state in (S.STOPPED, S.EXITED, S.FATAL)
+
+
+def _up_or_failed(m: Machine) -> bool:
+    """Running, or a start that did not work out (backoff: failed twice; fatal; exited)."""
+    return m.state in (S.RUNNING, S.BACKOFF, S.FATAL, S.EXITED, S.STOPPED)
 
 
 def _ready(m: Machine) -> bool:
@@ -72,14 +118,24 @@ def port_is_free(host: str, port: int) -> bool:
         try:
             probe.bind((host, port))
         except OSError as error:
-            if error.errno in (errno.EADDRINUSE, errno.EACCES):
+            if error.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
                 return False
             raise
     return True
 
 
+@attrs.define(eq=False)
+class Operation:
+    """A start, stop, restart or removal running in the supervisor's nursery."""
+
+    service: str
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    done: trio.Event = attrs.field(factory=trio.Event)
+    error: BaseException | None = None  # set when it failed (not when it was replaced)
+
+
 class Service:
-    """One agent: its config, instances (index = replica) and log book."""
+    """One agent: its config, instances (index = replica), log book, current operation."""
 
     def __init__(self, name: str, config: AgentConfig) -> None:
         self.name = name
@@ -87,7 +143,8 @@ class Service:
         self.instances: list[Instance] = []
         self.scopes: list[trio.CancelScope] = []
         self.logbook = LogBook(name)
-        self.waiting_for: str = ""
+        self.waiting_for = ""
+        self.operation: trio.CancelScope | None = None
 
     def view(self) -> ServiceView:
         instances = tuple(instance.view() for instance in self.instances)
@@ -125,13 +182,12 @@ class Supervisor:
         self._launcher = launcher
         self._env = dict(os.environ if env is None else env)
         self._rng = rng or random.Random()
-        self._port_free = port_free
+        self._ports = PortBook(config.supervisor.port_range, port_free)
         self._services: dict[str, Service] = {}
-        self._ports: dict[tuple[str, int], int] = {}
-        self._next_port: int | None = None
-        self._sampler = TreeSampler()
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
+        self._closing = False
+        self._monitor = Monitor(self._watched, self._memory_restart)
 
     # Queries -----------------------------------------------------------------
 
@@ -140,6 +196,12 @@ class Supervisor:
 
     def service(self, name: str) -> ServiceView:
         return self._get(name).view()
+
+    def logbook(self, name: str) -> LogBook:
+        return self._get(name).logbook
+
+    def instances(self, name: str) -> list[Instance]:
+        return list(self._get(name).instances)
 
     def endpoints(self) -> list[Endpoint]:
         """Every instance with a port, for the router (routable or not: it filters)."""
@@ -158,16 +220,9 @@ class Supervisor:
                 sessions=instance.sessions,
                 tags=service.config.tags,
             )
-            for service in self._services.values()
-            for instance in service.instances
+            for service, instance in self._all_instances()
             if instance.port is not None
         ]
-
-    def logbook(self, name: str) -> LogBook:
-        return self._get(name).logbook
-
-    def instances(self, name: str) -> list[Instance]:
-        return list(self._get(name).instances)
 
     def _get(self, name: str) -> Service:
         try:
@@ -175,181 +230,320 @@ class Supervisor:
         except KeyError:
             raise ServiceNotFound(name) from None
 
+    def _all_instances(self) -> Iterator[tuple[Service, Instance]]:
+        for service in list(self._services.values()):
+            for instance in list(service.instances):
+                yield service, instance
+
     # Running -----------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Create every agent's instances, start the autostart ones, sample; never returns."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            self._ports.commit(self.config.agents, self._ports.plan(self.config.agents))
             for name, agent in self.config.agents.items():
-                await self._add_service(name, agent)
-            for name, agent in self.config.agents.items():
-                if agent.autostart:
-                    nursery.start_soon(self._start_in_order, name, "autostart")
-            nursery.start_soon(self._sample_forever)
+                self._add_service_soon(name, agent)
+            for service in self._services.values():
+                if service.config.autostart:
+                    self._begin(service, self._start_op(service, "autostart"))
+            nursery.start_soon(self._monitor.run, lambda: self.config.supervisor.sample_interval)
             task_status.started()
 
     async def shutdown(self) -> None:
         """Stop every instance (stop signal, SIGKILL after stopwaitsecs); the caller bounds it."""
+        self._closing = True
         self._publish_action("shutdown", "", "signal", "ok", "stopping every agent")
-        async with trio.open_nursery() as nursery:
+        async with self._reload_lock, trio.open_nursery() as nursery:
             for service in self._services.values():
-                nursery.start_soon(self._stop_service, service, "agentvisor is shutting down")
+                if service.operation is not None:
+                    service.operation.cancel()
+                nursery.start_soon(self._stop_op(service, "agentvisor is shutting down"))
 
     # Operator commands ---------------------------------------------------------
 
     async def start(self, name: str, *, source: str) -> None:
-        self._get(name)
+        service = self._get(name)
         self._publish_action("start", name, source, "ok", f"start requested by {source}")
-        await self._start_in_order(name, source)
+        await self._operate(service, self._start_op(service, source))
 
     async def stop(self, name: str, *, source: str) -> None:
         service = self._get(name)
         self._publish_action("stop", name, source, "ok", f"stop requested by {source}")
-        await self._stop_service(service, f"stopped by {source}")
+        await self._operate(service, self._stop_op(service, f"stopped by {source}"))
 
     async def restart(self, name: str, *, source: str, force: bool = False) -> None:
-        """Rolling restart: one replica at a time, each back up before the next goes."""
+        """Rolling restart: one replica at a time, each back up before the next goes.
+
+        ``force`` will skip draining once the router drains connections; today
+        there is nothing to drain and it changes nothing.
+        """
         service = self._get(name)
         self._publish_action("restart", name, source, "ok", f"restart requested by {source}")
-        for instance in list(service.instances):
-            await self._restart_instance(instance, f"restarted by {source}")
+        await self._operate(service, self._roll_op(service, f"restarted by {source}"))
 
     async def reload(self, *, source: str) -> ReloadResult:
         """Load the config file again and apply what changed; invalid → nothing changes."""
+        return await self._in_background(lambda: self._reload(source))
+
+    # Operations ---------------------------------------------------------------
+
+    async def _in_background(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` in the supervisor's nursery and wait for it; cancelling the wait
+        does not cancel the work. Expected failures (AgentvisorError) reach the caller."""
+        assert self._nursery is not None
+        done = trio.Event()
+        outcome: list[T] = []
+        failure: list[AgentvisorError] = []
+
+        async def run() -> None:
+            try:
+                outcome.append(await work())
+            except AgentvisorError as error:
+                failure.append(error)
+            finally:
+                done.set()
+
+        self._nursery.start_soon(run)
+        await done.wait()
+        if failure:
+            raise failure[0]
+        return outcome[0]
+
+    def _begin(self, service: Service, work: Callable[[], Awaitable[None]]) -> Operation:
+        """Make ``work`` the service's one operation, cancelling the one before."""
+        assert self._nursery is not None
+        if service.operation is not None:
+            service.operation.cancel()
+        operation = Operation(service.name)
+        service.operation = operation.scope
+
+        async def run() -> None:
+            try:
+                with operation.scope:
+                    await work()
+            except (AgentvisorError, InstanceGone) as error:
+                log.warning("%s: %s", service.name, error)
+                operation.error = error
+            finally:
+                if service.operation is operation.scope:
+                    service.operation = None
+                operation.done.set()
+
+        self._nursery.start_soon(run)
+        return operation
+
+    async def _operate(self, service: Service, work: Callable[[], Awaitable[None]]) -> None:
+        if self._closing:
+            raise ShuttingDown("agentvisor is shutting down")
+        operation = self._begin(service, work)
+        await operation.done.wait()
+        if isinstance(operation.error, AgentvisorError):
+            raise operation.error
+        if operation.error is not None:
+            raise OperationFailed(str(operation.error))
+
+    def _start_op(self, service: Service, source: str) -> Callable[[], Awaitable[None]]:
+        async def start() -> None:
+            try:
+                await self._wait_dependencies(service, source)
+            finally:
+                service.waiting_for = ""
+            tickets = [(i, i.send(Start(f"started ({source})"))) for i in service.instances]
+            for instance, ticket in tickets:
+                await instance.wait_processed(ticket)
+                await instance.wait_until(_up_or_failed)
+            _check_up(service, "did not start")
+
+        return start
+
+    def _stop_op(self, service: Service, reason: str) -> Callable[[], Awaitable[None]]:
+        async def stop() -> None:
+            tickets = [(i, i.send(Stop(reason))) for i in service.instances]
+            for instance, ticket in tickets:
+                await instance.wait_processed(ticket)
+                await instance.wait_until(_at_rest)
+
+        return stop
+
+    def _roll_op(
+        self, service: Service, reason: str, *, only_live: bool = False
+    ) -> Callable[[], Awaitable[None]]:
+        """Restart one replica at a time (with a fresh launch spec); stop at the first
+        that does not come back, leaving the others as they were."""
+
+        async def roll() -> None:
+            for instance in list(service.instances):
+                live = instance.state in (S.STARTING, S.RUNNING, S.BACKOFF, S.FATAL)
+                self._refresh_spec(service, instance)
+                if only_live and not live:
+                    continue  # a reload restarts what runs; a stopped replica starts fresh later
+                ticket = instance.send(Restart(reason))
+                await instance.wait_processed(ticket)
+                await instance.wait_until(_up_or_failed)
+                if instance.state is not S.RUNNING:
+                    raise OperationFailed(
+                        f"{service.name}:{instance.replica} did not come back after the "
+                        f"restart ({instance.machine.reason}); the replicas after it were "
+                        "left as they were"
+                    )
+
+        return roll
+
+    async def _wait_dependencies(self, service: Service, source: str) -> None:
+        """Wait until every dependency runs and is healthy, starting stopped ones."""
+        for name in service.config.depends_on:
+            dependency = self._services.get(name)
+            if dependency is None or all(_ready(i.machine) for i in dependency.instances):
+                continue
+            service.waiting_for = f"waiting for {name}"
+            if dependency.operation is None and all(
+                i.state is S.STOPPED for i in dependency.instances
+            ):
+                self._begin(dependency, self._start_op(dependency, f"{source}, for {service.name}"))
+            for instance in dependency.instances:
+                await instance.wait_until(_ready)
+
+    # Reload ---------------------------------------------------------------------
+
+    async def _reload(self, source: str) -> ReloadResult:
+        if self._closing:
+            raise ShuttingDown("agentvisor is shutting down")
         async with self._reload_lock:
             try:
                 new = await trio.to_thread.run_sync(load_config, self.config_path)
-            except ConfigInvalid as error:
-                self.bus.publish(
-                    ConfigReloaded(
-                        False, (), (), (), (), tuple(error.details["errors"]), time.time()
-                    )
-                )
+                ports = self._ports.plan(new.agents)  # no ports, no change at all
+            except AgentvisorError as error:
+                errors = error.details.get("errors", [error.message])
+                self.bus.publish(ConfigReloaded(False, (), (), (), (), tuple(errors), time.time()))
                 self._publish_action("reload", "", source, "rejected", error.message)
                 raise
-            result = await self._apply_config(new)
+            plan, needs_restart = self._apply_quick(new, ports)
+            rolls = {
+                name: self._begin(
+                    self._services[name],
+                    self._roll_op(self._services[name], "config changed", only_live=True),
+                )
+                for name in plan.restart
+            }
+            for name in plan.added:
+                if new.agents[name].autostart:
+                    self._begin(
+                        self._services[name], self._start_op(self._services[name], "reload")
+                    )
+        for roll in rolls.values():  # outside the lock: a newer reload may take over a roll
+            await roll.done.wait()
+        failed = tuple(f"{name}: {roll.error}" for name, roll in rolls.items() if roll.error)
+        result = ReloadResult(plan, failed, needs_restart)
         self.bus.publish(
             ConfigReloaded(
                 True,
-                result.added,
-                result.removed,
-                result.restarted,
-                result.updated + result.scaled,
-                (),
+                plan.added,
+                plan.removed,
+                plan.restart,
+                plan.live + plan.scaled,
+                failed,
                 time.time(),
             )
         )
-        self._publish_action("reload", "", source, "ok", _describe(result))
+        outcome = "failed" if failed else "ok"
+        self._publish_action("reload", "", source, outcome, result.describe())
         return result
 
-    # Internals -----------------------------------------------------------------
-
-    async def _apply_config(self, new: Config) -> ReloadResult:
+    def _apply_quick(
+        self, new: Config, ports: Mapping[tuple[str, int], int]
+    ) -> tuple[ReloadPlan, tuple[str, ...]]:
+        """Everything of a reload but the rolling restarts: no waiting on processes."""
         plan = plan_reload(self.config, new)
         needs_restart = tuple(
             section
             for section, changed in (
-                ("admin", plan.admin_changed),
-                ("router", plan.router_changed),
-                (
-                    "supervisor.state_dir",
-                    new.supervisor.state_dir != self.config.supervisor.state_dir,
-                ),
+                ("[admin]", plan.admin_changed),
+                ("[router]", plan.router_changed),
+                ("state_dir", new.supervisor.state_dir != self.config.supervisor.state_dir),
             )
             if changed
         )
         self.config = attrs.evolve(new, source=self.config_path)
+        self._ports.commit(new.agents, ports)
         for name in plan.removed:
             service = self._services.pop(name)
-            await self._stop_service(service, "removed from the config")
-            for scope in service.scopes:
-                scope.cancel()
-            for replica in range(len(service.instances)):
-                self._ports.pop((name, replica), None)
+            if service.operation is not None:
+                service.operation.cancel()
+            self._begin(service, self._remove_op(service))
         for name in plan.added:
-            await self._add_service(name, new.agents[name])
-            if new.agents[name].autostart:
-                assert self._nursery is not None
-                self._nursery.start_soon(self._start_in_order, name, "reload")
+            self._add_service_soon(name, new.agents[name])
         for name in {*plan.live, *plan.scaled, *plan.restart}:
-            self._update_live(self._services[name], new.agents[name])
-        for name in plan.scaled:
-            await self._scale_down(self._services[name])
-        for name in plan.restart:
             service = self._services[name]
-            for instance in list(service.instances):
-                self._refresh_spec(service, instance)
-                # A fatal instance is tried again: the change may be its fix.
-                if instance.state in (S.STARTING, S.RUNNING, S.BACKOFF, S.FATAL):
-                    await self._restart_instance(instance, "config changed")
+            service.config = new.agents[name]
+            policy = Policy.from_agent(service.config)
+            for instance in service.instances:
+                instance.policy, instance.health = policy, service.config.health
+                if name not in plan.restart:
+                    self._refresh_spec(service, instance)  # used by the next (re)start
         for name in plan.scaled:
-            await self._scale_up(self._services[name])
-        return ReloadResult(
-            added=plan.added,
-            removed=plan.removed,
-            restarted=plan.restart,
-            scaled=plan.scaled,
-            updated=plan.live,
-            needs_restart=needs_restart,
-        )
+            self._scale(self._services[name])
+        return plan, needs_restart
 
-    def _update_live(self, service: Service, agent: AgentConfig) -> None:
-        service.config = agent
-        policy = Policy.from_agent(agent)
-        for instance in service.instances:
-            instance.policy = policy
-            instance.health = agent.health
+    def _remove_op(self, service: Service) -> Callable[[], Awaitable[None]]:
+        async def remove() -> None:
+            try:
+                await self._stop_op(service, "removed from the config")()
+            finally:
+                for scope in service.scopes:
+                    scope.cancel()
 
-    def _refresh_spec(self, service: Service, instance: Instance) -> None:
-        agent = service.config
-        port = self._port_for(service.name, agent, instance.replica)
-        instance.host, instance.port = agent.host, port
-        instance.ws_path = agent.ws_path
-        instance.spec = launch_spec(
-            service.name, agent, instance.replica, port, self.config, self._env
-        )
+        return remove
 
-    async def _scale_down(self, service: Service) -> None:
-        while len(service.instances) > service.config.desired_replicas:
-            instance = service.instances[-1]
-            instance.send(Stop("scaled down"))
-            await instance.wait_until(_at_rest)
-            service.scopes.pop().cancel()
-            service.instances.pop()
-            self._ports.pop((service.name, instance.replica), None)
-
-    async def _scale_up(self, service: Service) -> None:
-        """Add replicas; they start when the service runs (or starts itself)."""
-        live = [i for i in service.instances if i.state in (S.STARTING, S.RUNNING, S.BACKOFF)]
-        start = bool(live) or (not service.instances and service.config.autostart)
-        while len(service.instances) < service.config.desired_replicas:
-            instance = await self._add_instance(service, len(service.instances))
+    def _scale(self, service: Service) -> None:
+        desired = service.config.desired_replicas
+        while len(service.instances) > desired:
+            instance, scope = service.instances.pop(), service.scopes.pop()
+            self._begin_detached(instance, scope)
+        live = any(i.state in (S.STARTING, S.RUNNING, S.BACKOFF) for i in service.instances)
+        start = live or (not service.instances and service.config.autostart)
+        for replica in range(len(service.instances), desired):
+            instance = self._add_instance_soon(service, replica)
             if start:
                 instance.send(Start("scaled up"))
 
-    async def _add_service(self, name: str, agent: AgentConfig) -> Service:
+    def _begin_detached(self, instance: Instance, scope: trio.CancelScope) -> None:
+        """Stop an instance no longer part of its service, then end its task."""
+        assert self._nursery is not None
+
+        async def retire() -> None:
+            try:
+                instance.send(Stop("scaled down"))
+                await instance.wait_until(_at_rest)
+            finally:
+                scope.cancel()
+
+        self._nursery.start_soon(retire)
+
+    # Building services -----------------------------------------------------------
+
+    def _add_service_soon(self, name: str, agent: AgentConfig) -> Service:
         service = Service(name, agent)
         self._services[name] = service
         for replica in range(agent.desired_replicas):
-            await self._add_instance(service, replica)
+            self._add_instance_soon(service, replica)
         return service
 
-    async def _add_instance(self, service: Service, replica: int) -> Instance:
+    def _add_instance_soon(self, service: Service, replica: int) -> Instance:
+        """Create an instance and start its task; it queues events until the task runs."""
         assert self._nursery is not None
         agent = service.config
-        port = self._port_for(service.name, agent, replica)
         logs_dir = os.path.join(state_dir(self.config), "logs")
-        max_bytes = int(agent.stdout_log_max_mb * MiB)
         files = {
             stream: RotatingLogFile(
                 os.path.join(logs_dir, f"{service.name}.{replica}.{stream}.log"),
-                max_bytes,
+                int(agent.stdout_log_max_mb * MiB),
                 agent.stdout_log_backups,
             )
             for stream in ("stdout", "stderr")
         }
         forward = self.config.supervisor.forward_worker_output
+        port = self._ports.assigned[(service.name, replica)]
         instance = Instance(
             service=service.name,
             replica=replica,
@@ -369,62 +563,34 @@ class Supervisor:
         )
         scope = trio.CancelScope()
 
-        async def run_instance(*, task_status: trio.TaskStatus[None]) -> None:
+        async def run_instance() -> None:
             with scope:
-                await instance.run(task_status=task_status)
+                await instance.run()
 
-        await self._nursery.start(run_instance)
+        self._nursery.start_soon(run_instance)
         service.instances.append(instance)
         service.scopes.append(scope)
         return instance
 
-    def _port_for(self, name: str, agent: AgentConfig, replica: int) -> int:
-        port = fixed_port(agent, replica)
-        if port is not None:
-            self._ports[(name, replica)] = port
-            return port
-        if (name, replica) in self._ports and agent.port is None:
-            return self._ports[(name, replica)]
-        taken = fixed_ports(self.config.agents.values()) | set(self._ports.values())
-        port = allocate_port(
-            self.config.supervisor.port_range,
-            taken,
-            lambda candidate: self._port_free(agent.host, candidate),
-            self._next_port,
+    def _refresh_spec(self, service: Service, instance: Instance) -> None:
+        agent = service.config
+        port = self._ports.assigned[(service.name, instance.replica)]
+        instance.host, instance.port, instance.ws_path = agent.host, port, agent.ws_path
+        instance.spec = launch_spec(
+            service.name, agent, instance.replica, port, self.config, self._env
         )
-        self._ports[(name, replica)] = port
-        self._next_port = port + 1
-        return port
 
-    async def _start_in_order(self, name: str, source: str) -> None:
-        """Start ``name`` once its dependencies run and are healthy (starting them too)."""
-        service = self._get(name)
-        for dependency in service.config.depends_on:
-            dep = self._services.get(dependency)
-            if dep is None:
-                continue
-            if not all(_ready(i.machine) for i in dep.instances):
-                service.waiting_for = f"waiting for {dependency}"
-                if all(i.state is S.STOPPED for i in dep.instances):
-                    await self._start_in_order(dependency, source)
-                for instance in dep.instances:
-                    await instance.wait_until(_ready)
-        service.waiting_for = ""
-        tickets = [(i, i.send(Start(f"started ({source})"))) for i in service.instances]
-        for instance, ticket in tickets:
-            await instance.wait_processed(ticket)
-            await instance.wait_until(_started_or_failed)
+    # Monitoring ----------------------------------------------------------------
 
-    async def _stop_service(self, service: Service, reason: str) -> None:
-        tickets = [(i, i.send(Stop(reason))) for i in service.instances]
-        for instance, ticket in tickets:
-            await instance.wait_processed(ticket)
-            await instance.wait_until(_at_rest)
+    def _watched(self) -> Iterator[Watched]:
+        for service, instance in self._all_instances():
+            yield instance, service.config.max_memory_mb, service.config.agent is not None
 
-    async def _restart_instance(self, instance: Instance, reason: str) -> None:
-        ticket = instance.send(Restart(reason))
-        await instance.wait_processed(ticket)
-        await instance.wait_until(_started_or_failed)
+    def _memory_restart(self, instance: Instance, message: str) -> None:
+        self._publish_action("restart", instance.service, "memory", "ok", message)
+
+    async def sample_now(self) -> None:
+        await self._monitor.sample_now()
 
     def _publish_action(
         self, action: str, target: str, source: str, outcome: str, message: str
@@ -432,75 +598,9 @@ class Supervisor:
         log.info("%s %s (%s): %s", action, target or "agentvisor", source, message)
         self.bus.publish(OperatorAction(action, target, source, outcome, message, time.time()))
 
-    # Sampling ------------------------------------------------------------------
 
-    async def _sample_forever(self) -> None:
-        # One client for the daemon's life: creating one costs a CA bundle load.
-        timeout = min(2.0, self.config.supervisor.sample_interval)
-        async with httpx.AsyncClient(verify=False, trust_env=False, timeout=timeout) as http:
-            while True:
-                await trio.sleep(self.config.supervisor.sample_interval)
-                await self.sample_now()
-                await self.read_worker_stats(http)
-
-    async def read_worker_stats(self, http: httpx.AsyncClient) -> None:
-        """Ask every running agent worker for its ``GET /stats`` (sessions, turns), concurrently."""
-        async with trio.open_nursery() as nursery:
-            for service in self._services.values():
-                if service.config.agent is None:
-                    continue  # command workers speak no stats protocol
-                for instance in service.instances:
-                    if instance.state is S.RUNNING and instance.port is not None:
-                        nursery.start_soon(_read_stats, http, instance)
-
-    async def sample_now(self) -> None:
-        """Sample every live instance's process tree; restart those above max_memory_mb."""
-        live = {
-            instance.pid: instance
-            for service in self._services.values()
-            for instance in service.instances
-            if instance.pid is not None
-        }
-        now = trio.current_time()
-        samples = await trio.to_thread.run_sync(self._sampler.sample, list(live), now)
-        for pid, sample in samples.items():
-            instance = live[pid]
-            instance.sample = sample
-            limit = self._services[instance.service].config.max_memory_mb
-            over = limit is not None and sample.rss_bytes > limit * MiB
-            if over and instance.state is S.RUNNING:
-                message = (
-                    f"memory {sample.rss_bytes / MiB:.0f} MiB above max_memory_mb {limit:g}; "
-                    "restarting"
-                )
-                self._publish_action("restart", instance.service, "memory", "ok", message)
-                # As a failure: a worker over the limit right after each start backs off
-                # and goes fatal; one that leaked slowly through a stable run restarts at once.
-                instance.send(Restart(message, as_failure=True))
-
-
-async def _read_stats(http: httpx.AsyncClient, instance: Instance) -> None:
-    url = f"http://{instance.host}:{instance.port}/stats"
-    try:
-        response = await http.get(url)
-        stats = response.raise_for_status().json()
-        active = int(stats["sessions"]["active"])
-    except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
-        log.debug("%s:%d stats unavailable: %s", instance.service, instance.replica, error)
-        return
-    instance.worker_stats, instance.sessions = stats, active
-
-
-def _describe(result: ReloadResult) -> str:
-    parts = [
-        f"{label}: {', '.join(names)}"
-        for label, names in (
-            ("added", result.added),
-            ("removed", result.removed),
-            ("restarted", result.restarted),
-            ("scaled", result.scaled),
-            ("updated", result.updated),
-        )
-        if names
-    ]
-    return "; ".join(parts) if parts else "no change"
+def _check_up(service: Service, what: str) -> None:
+    down = [i for i in service.instances if i.state is not S.RUNNING]
+    if down:
+        reasons = "; ".join(f"{i.service}:{i.replica} {i.state}: {i.machine.reason}" for i in down)
+        raise OperationFailed(f"{service.name} {what}: {reasons}")

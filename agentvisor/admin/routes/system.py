@@ -6,7 +6,6 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import attrs
 from quart import Blueprint, Response
 
 from agentvisor.admin.errors import success
@@ -21,16 +20,6 @@ def iso_time(at: float | None) -> str | None:
         return None
     stamp = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
     return stamp.replace("+00:00", "Z")
-
-
-def reload_result_to_dict(result: object) -> dict[str, Any]:
-    """The supervisor's ``ReloadResult`` (attrs, tuples of names) as JSON-ready data."""
-    fields = attrs.asdict(result)  # type: ignore[arg-type]
-    data = {
-        key: list(value) if isinstance(value, tuple) else value for key, value in fields.items()
-    }
-    data["changed"] = any(bool(value) for value in data.values() if isinstance(value, list))
-    return data
 
 
 def system_blueprint(deps: AdminDeps) -> Blueprint:
@@ -62,6 +51,6 @@ def system_blueprint(deps: AdminDeps) -> Blueprint:
     @blueprint.post("/api/v1/reload")
     async def reload() -> tuple[Response, int]:
         result = await deps.supervisor.reload(source="api")
-        return success(reload_result_to_dict(result))
+        return success(result.to_dict())
 
     return blueprint

@@ -204,10 +204,10 @@ async def test_reload_restarts_only_the_changed_agent(tmp_path: Path) -> None:
             edited = edited.replace("[agents.gone]", "[agents.new]")
             write_config(config, edited.replace("[agents.one]\n", "[agents.one]\ntags = ['x']\n"))
             result = await supervisor.reload(source="test")
-            assert result.restarted == ("two",)
-            assert result.added == ("new",)
-            assert result.removed == ("gone",)
-            assert result.updated == ("one",)
+            assert result.plan.restart == ("two",)
+            assert result.plan.added == ("new",)
+            assert result.plan.removed == ("gone",)
+            assert result.plan.live == ("one",)
             await wait_state(supervisor, "two", "running")
             await wait_state(supervisor, "new", "running")
         assert pids(supervisor.service("one")) == before["one"]
@@ -230,7 +230,7 @@ async def test_reload_scales_without_restarting_existing_replicas(tmp_path: Path
             before = pids(await wait_state(supervisor, "many", "running"))
             write_config(config, agent + "replicas = 3\n")
             result = await supervisor.reload(source="test")
-            assert result.scaled == ("many",)
+            assert result.plan.scaled == ("many",)
             view = await wait_state(supervisor, "many", "running")
         assert pids(view)[:2] == before
         assert len({i.port for i in view.instances}) == 3

@@ -1,0 +1,91 @@
+"""The sampling round: process trees' CPU and memory, and agent workers' /stats.
+
+Every ``sample_interval`` one pass over /proc (in a thread) samples every live
+instance's process tree; instances above ``max_memory_mb`` are restarted with
+the reason; then every running agent worker is asked for ``GET /stats``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+import httpx
+import trio
+
+from agentvisor.supervise.instance import Instance
+from agentvisor.supervise.machine import Restart
+from agentvisor.supervise.sampling import TreeSampler
+from agentvisor.supervise.states import ProcessState
+
+log = logging.getLogger("agentvisor.monitor")
+
+MiB = 1024 * 1024
+
+#: (instance, its agent's max_memory_mb or None, whether it is an agent worker)
+Watched = tuple[Instance, float | None, bool]
+
+
+class Monitor:
+    def __init__(
+        self,
+        watched: Callable[[], Iterable[Watched]],
+        on_memory_restart: Callable[[Instance, str], None],
+    ) -> None:
+        self._watched = watched
+        self._on_memory_restart = on_memory_restart
+        self._sampler = TreeSampler()
+
+    async def run(self, interval: Callable[[], float]) -> None:
+        # One client for the daemon's life: creating one costs a CA bundle load.
+        async with httpx.AsyncClient(verify=False, trust_env=False, timeout=2.0) as http:
+            while True:
+                await trio.sleep(interval())
+                await self.sample_now()
+                await self.read_worker_stats(http)
+
+    async def sample_now(self) -> None:
+        """Sample every live instance's process tree; restart those above max_memory_mb."""
+        live = {
+            instance.pid: (instance, limit)
+            for instance, limit, _agent in self._watched()
+            if instance.pid is not None
+        }
+        now = trio.current_time()
+        samples = await trio.to_thread.run_sync(self._sampler.sample, list(live), now)
+        for pid, sample in samples.items():
+            instance, limit = live[pid]
+            if instance.pid != pid:
+                continue  # it was replaced while the thread sampled
+            instance.sample = sample
+            over = limit is not None and sample.rss_bytes > limit * MiB
+            if over and instance.state is ProcessState.RUNNING:
+                assert limit is not None
+                message = (
+                    f"memory {sample.rss_bytes / MiB:.0f} MiB above max_memory_mb {limit:g}; "
+                    "restarting"
+                )
+                self._on_memory_restart(instance, message)
+                # As a failure: a worker over the limit right after each start backs off and
+                # goes fatal; one that leaked slowly through a stable run restarts at once.
+                # Bound to this process: if it died meanwhile, the event is dropped.
+                instance.send_to_process(Restart(message, as_failure=True))
+
+    async def read_worker_stats(self, http: httpx.AsyncClient) -> None:
+        """Ask every running agent worker for ``GET /stats`` (sessions, turns), concurrently."""
+        async with trio.open_nursery() as nursery:
+            for instance, _limit, agent in self._watched():
+                if agent and instance.state is ProcessState.RUNNING and instance.port:
+                    nursery.start_soon(_read_stats, http, instance)
+
+
+async def _read_stats(http: httpx.AsyncClient, instance: Instance) -> None:
+    url = f"http://{instance.host}:{instance.port}/stats"
+    try:
+        response = await http.get(url)
+        stats = response.raise_for_status().json()
+        active = int(stats["sessions"]["active"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+        log.debug("%s:%d stats unavailable: %s", instance.service, instance.replica, error)
+        return
+    instance.worker_stats, instance.sessions = stats, active
