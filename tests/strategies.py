@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from hypothesis import strategies as st
 
+from agentvisor.config.edit import agent_settings, route_settings
 from agentvisor.config.model import (
     STOP_SIGNALS,
     STRATEGIES,
@@ -32,6 +34,8 @@ from agentvisor.config.model import (
     Runtime,
     SupervisorConfig,
 )
+from agentvisor.router.rules import AgentInfo, ClientInfo
+from agentvisor.router.strategies import Candidate
 
 __all__ = [
     "agent_configs",
@@ -264,3 +268,255 @@ def configs(draw: st.DrawFn, *, max_agents: int = 4, max_routes: int = 3) -> Con
         agents=agents,
         routes=tuple(draw(route_configs(name=name, agents=tuple(names))) for name in route_names),
     )
+
+
+# --- router --------------------------------------------------------------------------
+
+#: Client addresses as the router sees them: IPv4, IPv6, and what is not an IP.
+client_ips = st.one_of(
+    st.ip_addresses().map(str), st.sampled_from(["", "unix", "localhost", "10.0.0.300"])
+)
+
+
+@st.composite
+def client_infos(draw: st.DrawFn) -> ClientInfo:
+    """Any client: arbitrary header and query values, routing inputs or not."""
+    routing = st.sampled_from(["service", "tag", "session_id", "routing_hint", "x", "Q"])
+    return ClientInfo(
+        ip=draw(client_ips),
+        path="/" + draw(toml_text),
+        headers=draw(st.dictionaries(_header_names, toml_text, max_size=4)),
+        query=draw(
+            st.dictionaries(routing | _header_names, st.lists(toml_text, max_size=3), max_size=4)
+        ),
+        subprotocols=tuple(draw(st.lists(_words, max_size=2, unique=True))),
+    )
+
+
+@st.composite
+def router_candidates(
+    draw: st.DrawFn, *, min_size: int = 0, max_size: int = 8, agents: tuple[str, ...] = ("a", "b")
+) -> list[Candidate]:
+    """Instances with unique ids, any health, load and weight."""
+    ids = draw(
+        st.lists(
+            st.tuples(st.sampled_from(agents), st.integers(0, 30)),
+            min_size=min_size,
+            max_size=max_size,
+            unique=True,
+        )
+    )
+    found = []
+    for agent, replica in ids:
+        max_sessions = draw(st.integers(1, 5))
+        found.append(
+            Candidate(
+                instance_id=f"{agent}:{replica}",
+                agent=agent,
+                weight=draw(st.sampled_from([0.0, 0.5, 1.0, 3.0])),
+                connections=draw(st.integers(0, 20)),
+                sessions=draw(st.integers(0, max_sessions)),
+                max_sessions=max_sessions,
+                healthy=draw(st.booleans()),
+                draining=draw(st.booleans()),
+            )
+        )
+    return found
+
+
+@attrs.frozen
+class RoutingSetup:
+    """What the rules engine needs of a config, drawn directly (faster than ``configs``)."""
+
+    agents: dict[str, AgentInfo]
+    routes: tuple[RouteConfig, ...]
+    router: RouterConfig
+
+
+#: Small pools, so that generated conditions and clients often meet. Strategies
+#: are built once here: building them inside a draw costs more than drawing.
+_probe_values = st.sampled_from(["", "a", "A", "ab", "/ws", "bot", "10.0.0.1"])
+_probe_fields = st.sampled_from(
+    ["client_ip", "path", "user_agent", "origin", "subprotocol", "header.x-team", "query.q"]
+)
+_probe_lists = st.lists(_probe_values, max_size=3).map(tuple)
+_probe_networks = st.sampled_from(["10.0.0.0/8", ("::/0", "10.0.0.1"), "2001:db8::/32"])
+_probe_patterns = st.sampled_from(["^a", "b$", "A|/", ""])
+_probe_ips = st.sampled_from(["10.0.0.1", "10.9.9.9", "::1", "2001:db8::1", "unix"])
+_probe_paths = st.sampled_from(["/", "/ws", "/A"])
+_probe_headers = st.dictionaries(
+    st.sampled_from(["user-agent", "origin", "x-team"]), _probe_values, max_size=3
+)
+_probe_subprotocols = st.lists(st.sampled_from(["a", "ab"]), unique=True).map(tuple)
+_condition_ops = st.sampled_from(ConditionOp)
+_tag_pool = st.sampled_from(["eu", "us", "fast", "gpu"])
+_tag_sets = st.lists(_tag_pool, max_size=3).map(frozenset)
+_tag_tuples = st.lists(_tag_pool, max_size=2).map(tuple)
+_maybe_strategy = st.none() | strategy_names
+_mostly_true = st.sampled_from([True, True, True, False])
+
+
+@st.composite
+def routing_conditions(draw: st.DrawFn) -> Condition:
+    op = draw(_condition_ops)
+    value: Any
+    if op is ConditionOp.EXISTS:
+        value = None
+    elif op in (ConditionOp.IN, ConditionOp.NOT_IN):
+        value = draw(_probe_lists)
+    elif op is ConditionOp.CIDR:
+        value = draw(_probe_networks)
+    elif op is ConditionOp.REGEX:
+        value = draw(_probe_patterns)
+    else:
+        value = draw(_probe_values)
+    return Condition(draw(_probe_fields), op, value, case_sensitive=draw(st.booleans()))
+
+
+_condition_tuples = st.lists(routing_conditions(), max_size=2).map(tuple)
+
+
+@st.composite
+def routing_clients(draw: st.DrawFn) -> ClientInfo:
+    """Clients drawn from the same small pools as ``routing_conditions``."""
+    return ClientInfo(
+        ip=draw(_probe_ips),
+        path=draw(_probe_paths),
+        headers=draw(_probe_headers),
+        query={"q": draw(_probe_lists)},
+        subprotocols=draw(_probe_subprotocols),
+    )
+
+
+@st.composite
+def routing_setups(draw: st.DrawFn, *, max_agents: int = 5, max_routes: int = 4) -> RoutingSetup:
+    names = draw(st.lists(agent_names, max_size=max_agents, unique=True))
+    agents = {
+        name: AgentInfo(
+            name,
+            draw(_tag_sets),
+            routable=draw(_mostly_true),
+            weight=draw(st.sampled_from([0.0, 1.0, 2.5])),
+        )
+        for name in names
+    }
+    targets = st.lists(st.sampled_from(names), max_size=2).map(tuple) if names else st.just(())
+    routes = tuple(
+        RouteConfig(
+            name=f"rule-{index}",
+            priority=draw(st.integers(-2, 2)),
+            enabled=draw(_mostly_true),
+            match=draw(_condition_tuples),
+            action=draw(st.sampled_from(RouteAction)),
+            target_agents=draw(targets),
+            target_tags=draw(_tag_tuples),
+            strategy=draw(_maybe_strategy),
+        )
+        for index in range(draw(st.integers(0, max_routes)))
+    )
+    router = RouterConfig(
+        default_strategy=draw(strategy_names),
+        default_agent=draw(st.none() | st.sampled_from(names)) if names else None,
+    )
+    return RoutingSetup(agents, routes, router)
+
+
+# --- edits of agentvisor.toml (config.edit) ------------------------------------------
+
+
+@attrs.frozen
+class ConfigEdit:
+    """One API edit of the file and the config it should give when it validates."""
+
+    kind: str  # add_agent, update_agent, remove_agent, add_route, update_route, remove_route
+    name: str  # the agent or route
+    payload: dict[str, Any]  # settings (add) or merge patch (update); {} for remove
+    expected: Config
+
+
+_AGENT_PATCH_FIELDS = (
+    *(f.name for f in attrs.fields(AgentConfig) if f.name not in ("agent", "command")),
+    "agent_or_command",  # the two together, so that the agent keeps exactly one
+)
+_HEALTH_KEYS = [f.name for f in attrs.fields(HealthConfig)]
+_ROUTE_PATCH_FIELDS = tuple(f.name for f in attrs.fields(RouteConfig) if f.name != "name")
+
+
+@st.composite
+def agent_patches(draw: st.DrawFn, old: AgentConfig) -> tuple[dict[str, Any], AgentConfig]:
+    """A merge patch of some of an agent's keys, and the agent it makes of ``old``."""
+    donor = draw(agent_configs())
+    settings = agent_settings(donor)  # literal, defaults left out
+    patch: dict[str, Any] = {}
+    changes: dict[str, Any] = {}
+    for field in draw(st.lists(st.sampled_from(_AGENT_PATCH_FIELDS), unique=True, max_size=4)):
+        if field == "agent_or_command":
+            patch |= {"agent": settings.get("agent"), "command": settings.get("command")}
+            changes |= {"agent": donor.agent, "command": donor.command}
+        elif field == "health":
+            keys = draw(st.lists(st.sampled_from(_HEALTH_KEYS), unique=True))
+            patch["health"] = {key: settings.get("health", {}).get(key) for key in keys}
+            kept = {key: getattr(donor.health, key) for key in keys}
+            changes["health"] = attrs.evolve(old.health, **kept)
+        elif field == "autoscale" and donor.autoscale is not None:
+            keys = attrs.fields_dict(AutoscaleConfig)
+            patch["autoscale"] = {key: settings.get("autoscale", {}).get(key) for key in keys}
+            changes["autoscale"] = donor.autoscale
+        elif field == "environment":
+            dropped = draw(st.lists(st.sampled_from(sorted(old.environment) or [""]), unique=True))
+            patch["environment"] = dict.fromkeys(dropped) | settings.get("environment", {})
+            kept_env = {k: v for k, v in old.environment.items() if k not in dropped}
+            changes["environment"] = kept_env | donor.environment
+        else:
+            patch[field] = settings.get(field)
+            changes[field] = getattr(donor, field)
+    return patch, attrs.evolve(old, **changes)
+
+
+@st.composite
+def _fresh_or_taken(draw: st.DrawFn, fresh: st.SearchStrategy[str], taken: list[str]) -> str:
+    """A drawn name, and one time in ten (to see it refused) a taken one."""
+    if taken and draw(st.integers(0, 9)) == 0:
+        return draw(st.sampled_from(taken))
+    return draw(fresh)
+
+
+@st.composite
+def config_edits(draw: st.DrawFn, config: Config) -> ConfigEdit:
+    """A random API edit of a file whose config is ``config`` (names may clash or be missing)."""
+    agents, routes = dict(config.agents), list(config.routes)
+    route_names = [route.name for route in routes]
+    kinds = ["add_agent", "add_route"]
+    kinds += ["update_agent", "remove_agent"] if agents else []
+    kinds += ["update_route", "remove_route"] if routes else []
+    kind = draw(st.sampled_from(kinds))
+    payload: dict[str, Any] = {}
+    if kind == "add_agent":
+        name = draw(_fresh_or_taken(agent_names, sorted(agents)))
+        agent = draw(agent_configs())
+        payload, agents[name] = agent_settings(agent), agent
+    elif kind == "update_agent":
+        name = draw(st.sampled_from(sorted(agents)))
+        payload, agents[name] = draw(agent_patches(agents[name]))
+    elif kind == "remove_agent":
+        name = draw(st.sampled_from(sorted(agents)))
+        del agents[name]
+    elif kind == "add_route":
+        name = draw(_fresh_or_taken(_words, route_names))
+        route = draw(route_configs(name=name, agents=tuple(agents)))
+        payload = route_settings(route)
+        routes.append(route)
+    else:
+        index = draw(st.integers(0, len(routes) - 1))
+        name = routes[index].name
+        if kind == "remove_route":
+            del routes[index]
+        else:
+            donor = draw(route_configs(name=name, agents=tuple(agents)))
+            fields = draw(st.lists(st.sampled_from(_ROUTE_PATCH_FIELDS), unique=True, max_size=4))
+            settings = route_settings(donor)
+            payload = {field: settings.get(field) for field in fields}
+            changes = {field: getattr(donor, field) for field in fields}
+            routes[index] = attrs.evolve(routes[index], **changes)
+    expected = attrs.evolve(config, agents=agents, routes=tuple(routes))
+    return ConfigEdit(kind, name, payload, expected)
