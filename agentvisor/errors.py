@@ -43,6 +43,15 @@ class ServiceAlreadyExists(AgentvisorError):
     code = "SERVICE_ALREADY_EXISTS"
 
 
+class RuleNotFound(AgentvisorError):
+    """No ``[[routes]]`` entry has this name."""
+
+    code = "RULE_NOT_FOUND"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Routing rule '{name}' not found", rule=name)
+
+
 class ServiceStartFailed(AgentvisorError):
     code = "SERVICE_START_FAILED"
 
@@ -53,6 +62,19 @@ class PortInUse(AgentvisorError):
 
 class InsufficientResources(AgentvisorError):
     code = "INSUFFICIENT_RESOURCES"
+
+
+class ConnectionNotFound(AgentvisorError):
+    code = "CONNECTION_NOT_FOUND"
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(f"Connection '{connection_id}' not found", connection_id=connection_id)
+
+
+class RoutingFailed(AgentvisorError):
+    """The router is not running, or cannot decide for the given client."""
+
+    code = "ROUTING_FAILED"
 
 
 class ConfigWriteFailed(AgentvisorError):
