@@ -286,6 +286,11 @@ class Supervisor:
         """Load the config file again and apply what changed; invalid → nothing changes."""
         return await self._in_background(lambda: self._reload(source))
 
+    async def apply(self, config: Config, *, source: str) -> ReloadResult:
+        """Apply a config already loaded and validated (an API edit just written to the
+        file) through the reload path: only what changed is touched."""
+        return await self._in_background(lambda: self._reload(source, config))
+
     # Operations ---------------------------------------------------------------
 
     async def _in_background(self, work: Callable[[], Awaitable[T]]) -> T:
@@ -406,12 +411,13 @@ class Supervisor:
 
     # Reload ---------------------------------------------------------------------
 
-    async def _reload(self, source: str) -> ReloadResult:
+    async def _reload(self, source: str, new: Config | None = None) -> ReloadResult:
         if self._closing:
             raise ShuttingDown("agentvisor is shutting down")
         async with self._reload_lock:
             try:
-                new = await trio.to_thread.run_sync(load_config, self.config_path)
+                if new is None:
+                    new = await trio.to_thread.run_sync(load_config, self.config_path)
                 ports = self._ports.plan(new.agents)  # no ports, no change at all
             except AgentvisorError as error:
                 errors = error.details.get("errors", [error.message])
