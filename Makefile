@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= agentvisor.toml.example
+LINTED := agentvisor tests examples $(wildcard bench)
 
 .PHONY: run test lint typecheck layers unit check bench clean
 
@@ -22,8 +23,8 @@ run: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/agentvisor run -c $(CONFIG)
 
 test: $(VENV)/.installed
-	$(BIN)/ruff format --check agentvisor tests bench examples
-	$(BIN)/ruff check agentvisor tests bench examples
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider
