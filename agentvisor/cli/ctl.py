@@ -330,7 +330,7 @@ def unreachable_message(server: str, error: Unreachable) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Piped output (grep, logs) is not cut to 80 columns; a terminal keeps its width.
-    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS", "").strip().isdigit()
     console = Console(highlight=False, width=PIPED_WIDTH if piped else None)
     try:
         server, token = resolve_server(args)
