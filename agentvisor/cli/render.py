@@ -122,9 +122,12 @@ def status_table(services: Sequence[Mapping[str, Any]], now: float) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
     longest = max((len(str(service.get("name", ""))) for service in services), default=4)
     table.add_column("NAME", no_wrap=True, min_width=max(longest, 4))
+    # Words stay whole on a narrow terminal (80 columns); the pid and port lists give way.
+    keep = {"STATE": len("stopping"), "INST": len("INST"), "HEALTH": len("unhealthy")}
     for column in ("STATE", "INST", "PID", "PORT", "UPTIME", "CPU", "MEM", "SESS", "HEALTH"):
         right = column in ("INST", "UPTIME", "CPU", "MEM", "SESS")
-        table.add_column(column, justify="right" if right else "left", no_wrap=True)
+        justify = "right" if right else "left"
+        table.add_column(column, justify=justify, no_wrap=True, min_width=keep.get(column))
     for service in services:
         instances = service.get("instances", [])
         live = [i for i in instances if i.get("pid") is not None]
