@@ -485,7 +485,8 @@ class Supervisor:
             policy = Policy.from_agent(service.config)
             for instance in service.instances:
                 instance.policy, instance.health = policy, service.config.health
-                if name not in plan.restart:
+                # (a replica being scaled away has no port any more: _scale retires it)
+                if name not in plan.restart and (name, instance.replica) in self._ports.assigned:
                     self._refresh_spec(service, instance)  # used by the next (re)start
         for name in plan.scaled:
             self._scale(self._services[name])
