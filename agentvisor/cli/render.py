@@ -126,8 +126,9 @@ def status_table(services: Sequence[Mapping[str, Any]], now: float) -> Table:
     keep = {"STATE": len("stopping"), "INST": len("INST"), "HEALTH": len("unhealthy")}
     for column in ("STATE", "INST", "PID", "PORT", "UPTIME", "CPU", "MEM", "SESS", "HEALTH"):
         right = column in ("INST", "UPTIME", "CPU", "MEM", "SESS")
-        justify = "right" if right else "left"
-        table.add_column(column, justify=justify, no_wrap=True, min_width=keep.get(column))
+        table.add_column(
+            column, justify="right" if right else "left", no_wrap=True, min_width=keep.get(column)
+        )
     for service in services:
         instances = service.get("instances", [])
         live = [i for i in instances if i.get("pid") is not None]
