@@ -74,7 +74,134 @@ class ConfigReloaded:
     kind: str = "config.reload"
 
 
-Event = InstanceStateChanged | InstanceExited | HealthChanged | OperatorAction | ConfigReloaded
+@attrs.frozen
+class HealthCheckCompleted:
+    """Every health check's result (``HealthChanged`` only marks transitions).
+
+    The state store keeps these as the health history; named apart from
+    ``supervise.machine.HealthChecked``, the machine's input.
+    """
+
+    service: str
+    replica: int
+    ok: bool
+    status: str  # the instance's health after this check: healthy | unhealthy | unknown
+    message: str
+    response_time: float
+    at: float
+    kind: str = "instance.health_check"
+
+
+@attrs.frozen
+class MetricPoint:
+    """One value of one metric of one instance; see ``MetricsSampled``."""
+
+    service: str
+    replica: int
+    metric: str  # connections | sessions | cpu | memory | messages | errors | restarts
+    value: float  # gauges: the current value; counters: the increase since the last sample
+
+
+@attrs.frozen
+class MetricsSampled:
+    """One sampling round of every instance, published as one event to spare the bus."""
+
+    points: tuple[MetricPoint, ...]
+    at: float
+    kind: str = "metrics.sampled"
+
+
+@attrs.frozen
+class ConnectionOpened:
+    """A client was routed to an instance and its relay started."""
+
+    connection_id: str
+    client_ip: str
+    service: str
+    instance_id: str
+    rule: str | None
+    strategy: str
+    at: float
+    kind: str = "connection.opened"
+
+
+@attrs.frozen
+class ConnectionClosed:
+    connection_id: str
+    client_ip: str
+    service: str
+    instance_id: str
+    code: int | None  # close code sent to the client; None when the socket just ended
+    reason: str
+    duration: float  # seconds
+    messages_in: int  # client → agent
+    messages_out: int  # agent → client
+    bytes_in: int
+    bytes_out: int
+    at: float
+    kind: str = "connection.closed"
+
+
+@attrs.frozen
+class ConnectionSwitched:
+    """A live connection moved to another instance (failover or drain)."""
+
+    connection_id: str
+    from_instance: str
+    to_instance: str
+    reason: str  # upstream_lost | instance_draining
+    session_preserved: bool
+    sessions: int
+    at: float
+    kind: str = "connection.switched"
+
+
+@attrs.frozen
+class ConnectionRefused:
+    """A client was turned away: limits, a reject rule, no route, no instance, origin."""
+
+    client_ip: str
+    code: int  # WebSocket close code, or the HTTP status of a refused handshake
+    reason: str
+    rule: str | None
+    at: float
+    kind: str = "connection.refused"
+
+
+@attrs.frozen
+class LogLines:
+    """A batch of one instance's output lines, numbered as its service's ``LogBook`` did.
+
+    One event per chunk read from the pipe (``LogBook.append``'s batch), not
+    per line, so a worker flooding its stdout costs one publish per read; a
+    subscriber that falls behind loses whole batches. For live followers (the
+    console's event stream): the state store takes lines from
+    ``StateStore.record_log_lines`` instead, where nothing is dropped silently.
+    """
+
+    service: str
+    replica: int
+    stream: str  # stdout | stderr
+    first_seq: int  # LogBook sequence number of ``texts[0]``; the next ones follow by 1
+    texts: tuple[str, ...]
+    at: float
+    kind: str = "log.lines"
+
+
+Event = (
+    InstanceStateChanged
+    | InstanceExited
+    | HealthChanged
+    | OperatorAction
+    | ConfigReloaded
+    | HealthCheckCompleted
+    | MetricsSampled
+    | ConnectionOpened
+    | ConnectionClosed
+    | ConnectionSwitched
+    | ConnectionRefused
+    | LogLines
+)
 
 
 class Subscription:
