@@ -29,7 +29,8 @@ from agentvisor.config.model import Config, LogFormat
 from agentvisor.errors import AgentvisorError, ConfigInvalid
 from agentvisor.events import EventBus
 from agentvisor.pidfile import open_pidfile
-from agentvisor.supervise.process import open_launcher
+from agentvisor.store.writer import StateStore
+from agentvisor.supervise.process import OSLauncher, open_launcher
 from agentvisor.supervise.spec import state_dir
 from agentvisor.supervise.supervisor import Supervisor
 
@@ -72,6 +73,7 @@ class Daemon:
         self.config = config
         self.bus = EventBus()
         self.supervisor: Supervisor | None = None
+        self.store: StateStore | None = None
         self.admin_binds: list[str] = []
         self._shutdown_requested = trio.Event()
         self._force = trio.Event()
@@ -79,33 +81,54 @@ class Daemon:
     async def run(self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:
         config = self.config
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-            async with open_launcher() as launcher, trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_signals, signals)
-                self.supervisor = Supervisor(config, bus=self.bus, launcher=launcher)
-                await nursery.start(self.supervisor.run)
-                deps = AdminDeps(
-                    supervisor=self.supervisor,
-                    version=__version__,
-                    pid=os.getpid(),
-                    started_at=time.time(),
-                    config_path=config.source,
-                    token=config.admin.token,
+            # The store outlives the parts in the inner nursery, so what they publish
+            # while shutting down is still recorded.
+            async with open_launcher() as launcher, trio.open_nursery() as outer:
+                self.store = StateStore(
+                    os.path.join(state_dir(config), "state.db"),
+                    retention_days=config.supervisor.retention_days,
                 )
-                self.admin_binds = await nursery.start(
-                    AdminServer(deps, config.admin, config.base_dir).run
-                )
-                nursery.start_soon(sdnotify.run_watchdog)
-                log.info(
-                    "agentvisor %s running %d agents; admin API on %s",
-                    __version__,
-                    len(config.agents),
-                    ", ".join(self.admin_binds),
-                )
-                sdnotify.notify("READY=1", f"STATUS=supervising {len(config.agents)} agents")
-                task_status.started(self)
-                await self._shutdown_requested.wait()
-                await self._shut_down()
-                nursery.cancel_scope.cancel()
+                await outer.start(self.store.run)
+                await outer.start(self.store.consume, self.bus)
+                async with trio.open_nursery() as nursery:
+                    await self._run_parts(nursery, launcher, signals, task_status)
+                outer.cancel_scope.cancel()
+
+    async def _run_parts(
+        self,
+        nursery: trio.Nursery,
+        launcher: OSLauncher,
+        signals: Any,
+        task_status: trio.TaskStatus[Daemon],
+    ) -> None:
+        config = self.config
+        assert self.store is not None
+        nursery.start_soon(self._watch_signals, signals)
+        self.supervisor = Supervisor(
+            config, bus=self.bus, launcher=launcher, log_sink=self.store.record_log_lines
+        )
+        await nursery.start(self.supervisor.run)
+        deps = AdminDeps(
+            supervisor=self.supervisor,
+            version=__version__,
+            pid=os.getpid(),
+            started_at=time.time(),
+            config_path=config.source,
+            token=config.admin.token,
+        )
+        self.admin_binds = await nursery.start(AdminServer(deps, config.admin, config.base_dir).run)
+        nursery.start_soon(sdnotify.run_watchdog)
+        log.info(
+            "agentvisor %s running %d agents; admin API on %s",
+            __version__,
+            len(config.agents),
+            ", ".join(self.admin_binds),
+        )
+        sdnotify.notify("READY=1", f"STATUS=supervising {len(config.agents)} agents")
+        task_status.started(self)
+        await self._shutdown_requested.wait()
+        await self._shut_down()
+        nursery.cancel_scope.cancel()
 
     def request_shutdown(self) -> None:
         if self._shutdown_requested.is_set():

@@ -20,9 +20,16 @@ from typing import Any
 import trio
 
 from agentvisor.config.model import HealthConfig, HealthMode
-from agentvisor.events import EventBus, HealthChanged, InstanceExited, InstanceStateChanged
+from agentvisor.events import (
+    EventBus,
+    HealthChanged,
+    HealthCheckCompleted,
+    InstanceExited,
+    InstanceStateChanged,
+    LogLines,
+)
 from agentvisor.supervise.health import CheckResult, check_http, check_websocket
-from agentvisor.supervise.logs import LogBook, RotatingLogFile, pump_lines
+from agentvisor.supervise.logs import LogBook, LogLine, RotatingLogFile, pump_lines
 from agentvisor.supervise.machine import (
     Event,
     Exited,
@@ -47,6 +54,9 @@ log = logging.getLogger("agentvisor.instance")
 _TROUBLE = frozenset({ProcessState.BACKOFF, ProcessState.FATAL})
 _LIVE = frozenset({ProcessState.STARTING, ProcessState.RUNNING})
 
+#: Where captured lines go beyond the ring and the files (the state store).
+LineSink = Callable[[Sequence[LogLine]], object]
+
 #: At most one complaint about unwritable log files per instance this often (seconds).
 COMPLAINT_INTERVAL = 60.0
 #: First health check this long after spawn, then doubling up to ``interval`` until one passes.
@@ -59,17 +69,29 @@ class InstanceLogs:
     """Where an instance's output goes: the service's ring, its files, maybe our stdout."""
 
     def __init__(
-        self, book: LogBook, files: dict[str, RotatingLogFile], forward_prefix: str | None
+        self,
+        book: LogBook,
+        files: dict[str, RotatingLogFile],
+        forward_prefix: str | None,
+        bus: EventBus,
+        sink: LineSink | None = None,
     ) -> None:
         self.book = book
         self.files = files
         self.forward_prefix = forward_prefix
+        self.bus = bus
+        self.sink = sink  # the state store, which keeps every line it can
         self._last_complaint = -math.inf
 
     def write(self, replica: int, stream: str, texts: Sequence[str]) -> None:
         """Keep the lines; a full disk or a closed stdout loses file lines, never the worker."""
         at = time.time()
-        self.book.append(replica, stream, texts, at)
+        lines = self.book.append(replica, stream, texts, at)
+        if lines:
+            first = lines[0]
+            self.bus.publish(LogLines(first.service, replica, stream, first.seq, tuple(texts), at))
+            if self.sink is not None:
+                self.sink(lines)
         try:
             self.files[stream].write_lines(texts, at=at)
             if self.forward_prefix is not None:
@@ -257,6 +279,19 @@ class Instance:
         new, actions = step(old, event, trio.current_time(), self.policy, self._rng)
         self.machine = new
         self._publish_changes(old, new)
+        if isinstance(event, HealthChecked) and self.last_check is not None:
+            check = self.last_check
+            self._bus.publish(
+                HealthCheckCompleted(
+                    service=self.service,
+                    replica=self.replica,
+                    ok=check.ok,
+                    status=new.health.status.value,
+                    message=check.message,
+                    response_time=check.response_time,
+                    at=self.last_check_at or time.time(),
+                )
+            )
         for action in actions:
             match action:
                 case Spawn():

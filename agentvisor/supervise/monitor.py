@@ -8,11 +8,13 @@ the reason; then every running agent worker is asked for ``GET /stats``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 
 import httpx
 import trio
 
+from agentvisor.events import MetricPoint, MetricsSampled
 from agentvisor.supervise.instance import Instance
 from agentvisor.supervise.machine import Restart
 from agentvisor.supervise.sampling import TreeSampler
@@ -31,10 +33,13 @@ class Monitor:
         self,
         watched: Callable[[], Iterable[Watched]],
         on_memory_restart: Callable[[Instance, str], None],
+        publish: Callable[[MetricsSampled], None],
     ) -> None:
         self._watched = watched
         self._on_memory_restart = on_memory_restart
+        self._publish = publish
         self._sampler = TreeSampler()
+        self._restarts: dict[tuple[str, int], int] = {}
 
     async def run(self, interval: Callable[[], float]) -> None:
         # One client for the daemon's life: creating one costs a CA bundle load.
@@ -43,6 +48,30 @@ class Monitor:
                 await trio.sleep(interval())
                 await self.sample_now()
                 await self.read_worker_stats(http)
+                self._publish(MetricsSampled(self.metric_points(), time.time()))
+
+    def metric_points(self) -> tuple[MetricPoint, ...]:
+        """This round's values: cpu, memory, sessions (gauges), restarts (the increase)."""
+        points: list[MetricPoint] = []
+        seen: dict[tuple[str, int], int] = {}
+        for instance, _limit, agent in self._watched():
+            key = (instance.service, instance.replica)
+            restarts = instance.machine.restarts
+            seen[key] = restarts
+            increase = restarts - self._restarts.get(key, restarts)
+            values: dict[str, float | None] = {"restarts": max(increase, 0)}
+            if instance.sample is not None:
+                values["cpu"] = instance.sample.cpu_percent
+                values["memory"] = instance.sample.rss_bytes
+            if agent and instance.worker_stats is not None:
+                values["sessions"] = instance.sessions
+            points += [
+                MetricPoint(instance.service, instance.replica, metric, value)
+                for metric, value in values.items()
+                if value is not None
+            ]
+        self._restarts = seen
+        return tuple(points)
 
     async def sample_now(self) -> None:
         """Sample every live instance's process tree; restart those above max_memory_mb."""

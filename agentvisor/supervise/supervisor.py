@@ -27,7 +27,7 @@ from agentvisor.config.load import load_config
 from agentvisor.config.model import AgentConfig, Config
 from agentvisor.errors import AgentvisorError, ServiceNotFound
 from agentvisor.events import ConfigReloaded, EventBus, OperatorAction
-from agentvisor.supervise.instance import Instance, InstanceGone, InstanceLogs
+from agentvisor.supervise.instance import Instance, InstanceGone, InstanceLogs, LineSink
 from agentvisor.supervise.logs import LogBook, RotatingLogFile
 from agentvisor.supervise.machine import Machine, Restart, Start, Stop
 from agentvisor.supervise.monitor import Monitor, Watched
@@ -175,6 +175,7 @@ class Supervisor:
         env: Mapping[str, str] | None = None,
         rng: random.Random | None = None,
         port_free: Callable[[str, int], bool] = port_is_free,
+        log_sink: LineSink | None = None,
     ) -> None:
         self.config = config
         self.config_path = config.source
@@ -187,7 +188,8 @@ class Supervisor:
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self._closing = False
-        self._monitor = Monitor(self._watched, self._memory_restart)
+        self._log_sink = log_sink
+        self._monitor = Monitor(self._watched, self._memory_restart, bus.publish)
 
     # Queries -----------------------------------------------------------------
 
@@ -564,7 +566,11 @@ class Supervisor:
             launcher=self._launcher,
             bus=self.bus,
             logs=InstanceLogs(
-                service.logbook, files, f"{service.name}:{replica}" if forward else None
+                service.logbook,
+                files,
+                f"{service.name}:{replica}" if forward else None,
+                self.bus,
+                self._log_sink,
             ),
             rng=random.Random(self._rng.random()),
         )

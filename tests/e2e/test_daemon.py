@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -203,3 +204,19 @@ def test_reload_command_reports_every_error_and_changes_nothing(
     assert 'unknown key "replica" (did you mean "replicas"?)' in result.stdout + result.stderr
     assert "agents.bad.autorestart" in result.stdout + result.stderr
     assert worker_pids(status(config)) == before
+
+
+def test_the_state_store_keeps_what_happened_after_shutdown(
+    daemon: tuple[subprocess.Popen[str], Path],
+) -> None:
+    process, config = daemon
+    eventually(lambda: all_running(config, 2), "agents running")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=DEADLINE) == 0
+    with sqlite3.connect(config.parent / "state" / "state.db") as db:
+        kinds = {kind for (kind,) in db.execute("SELECT DISTINCT kind FROM events")}
+        services = {name for (name,) in db.execute("SELECT name FROM services")}
+        lines = db.execute("SELECT count(*) FROM logs").fetchone()[0]
+    assert "instance.state" in kinds  # transitions, including the shutdown's
+    assert {"alpha", "beta"} <= services
+    assert lines >= 3  # every sleeper printed "ready"
