@@ -137,7 +137,8 @@ class Instance:
         self.port = port
         self.spec = spec
         self.policy = policy
-        self.health = health
+        self._health = health
+        self._health_changed = trio.Event()
         self.ws_path = ws_path
         self.protocol_ping = protocol_ping
         self.machine = Machine()
@@ -161,6 +162,17 @@ class Instance:
         self._nursery: trio.Nursery | None = None
 
     # Commands and queries ----------------------------------------------------
+
+    @property
+    def health(self) -> HealthConfig:
+        return self._health
+
+    @health.setter
+    def health(self, health: HealthConfig) -> None:
+        """Apply health settings live; wakes a checker that waits while checks are off."""
+        self._health = health
+        self._health_changed.set()
+        self._health_changed = trio.Event()
 
     def send(self, event: Event) -> int:
         """Queue an event (start, stop, restart…); never blocks. Returns its ticket."""
@@ -400,8 +412,8 @@ class Instance:
                     delay *= 2
                 else:
                     await trio.sleep(self.health.interval)
-                if not self.health.enabled:
-                    continue  # a reload may turn checks on again
+                while not self.health.enabled:
+                    await self._health_changed.wait()  # a reload may turn checks on again
                 result = await self.check_now()
                 self._enqueue(generation, HealthChecked(result.ok, result.message))
 

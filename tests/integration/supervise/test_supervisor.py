@@ -347,3 +347,20 @@ async def test_replicas_get_distinct_ports_substituted_in_command(tmp_path: Path
     ports = [instance.port for instance in view.instances]
     assert len(set(ports)) == 3
     assert all(port is not None and 20000 <= port <= 29999 for port in ports)
+
+
+async def test_health_checks_turned_on_by_reload_start_without_a_restart(tmp_path: Path) -> None:
+    agent = f"[agents.web]\ncommand = {child('ws_server.py', '--port', '{port}')}\nstartsecs = 0\n"
+    config = write_config(tmp_path / "a.toml", agent + "health.enabled = false\n")
+    async with running(config) as supervisor:
+        with trio.fail_after(15):
+            before = pids(await wait_state(supervisor, "web", "running"))
+            assert supervisor.service("web").instances[0].health.status == "disabled"
+            write_config(config, agent + "health = { enabled = true, interval = 0.1 }\n")
+            result = await supervisor.reload(source="test")
+            assert result.plan.live == ("web",)
+            await wait_for(
+                supervisor,
+                lambda: supervisor.service("web").instances[0].health.status == "healthy",
+            )
+        assert pids(supervisor.service("web")) == before
