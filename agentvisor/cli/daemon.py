@@ -1,6 +1,6 @@
-"""``agentvisor``: run the daemon, check a config, ask a running daemon to reload.
+"""``agentvisor``: run the daemon, check a config, ask a running daemon to reload, serve one agent.
 
-``serve`` and ``init`` come later. Errors are one line on stderr; exit codes
+``init`` comes later. Errors are one line on stderr; exit codes
 follow agentvisorctl's: 0 ok, 1 failed or invalid, 2 usage, 3 not reachable.
 """
 
@@ -29,6 +29,7 @@ from agentvisor.cli.ctl import (
 from agentvisor.client import AgentvisorClient, ApiError, Unreachable
 from agentvisor.errors import AgentvisorError, ConfigInvalid
 from agentvisor.pidfile import read_pid
+from agentvisor.worker.options import add_worker_arguments, options_from_args
 
 PROG = "agentvisor"
 DEFAULT_CONFIG = "agentvisor.toml"
@@ -91,6 +92,13 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve one agent file, as ``python -m agentvisor.worker`` does under the supervisor."""
+    from agentvisor.worker.serve import run as run_worker  # Hypercorn: imported only to serve
+
+    return run_worker(options_from_args(args, os.environ, os.getcwd()))
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -115,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"config file (default: {DEFAULT_CONFIG})",
         )
         sub.set_defaults(handler=handler)
+    text = "serve one agent file over WebSocket (what agentvisor runs for agent = ...)"
+    serve = commands.add_parser("serve", help=text, description=text)
+    add_worker_arguments(serve)
+    serve.set_defaults(handler=cmd_serve)
     return parser
 
 

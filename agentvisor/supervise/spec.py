@@ -74,6 +74,9 @@ def launch_spec(
             agent.on_busy.value,
             "--ws-path",
             agent.ws_path,
+            # Finish or cancel turns before the supervisor's SIGKILL after stopwaitsecs.
+            "--shutdown-timeout",
+            f"{max(0.5, agent.stopwaitsecs * 0.8):g}",
         )
         env["AGENTVISOR_SESSION_STORE"] = session_store_path(config, name)
         env["PYTHONUNBUFFERED"] = "1"

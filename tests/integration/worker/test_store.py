@@ -1,0 +1,136 @@
+"""The SQLite session store on a real file: round trips, sharing, pruning, expiry, batching."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import trio
+
+from agentvisor.worker.store import (
+    MemorySessionStore,
+    OpenTurn,
+    SessionDelta,
+    SessionStore,
+    StoreError,
+    open_sqlite_store,
+)
+
+
+def delta(
+    session_id: str = "s1",
+    *,
+    seq: int = 1,
+    start: int = 0,
+    messages: tuple[dict[str, object], ...] = (),
+    events: tuple[tuple[int, str], ...] = (),
+    open_turn: OpenTurn | None = None,
+    at: float = 1000.0,
+) -> SessionDelta:
+    return SessionDelta(session_id, {"user": "ada"}, seq, start, messages, events, open_turn, at)
+
+
+async def round_trip(store: SessionStore) -> None:
+    await store.save(delta(events=((1, '{"event":"agent.session_created"}'),)))
+    await store.save(
+        delta(
+            seq=2,
+            messages=({"role": "user", "content": "天气 \ud800"},),
+            open_turn=OpenTurn("m1"),
+            at=1001.0,
+        )
+    )
+    await store.save(
+        delta(
+            seq=3,
+            start=1,
+            messages=({"role": "assistant", "content": "sunny"},),
+            events=((2, '{"a":1}'), (3, '{"b":2}')),
+            at=1002.0,
+        )
+    )
+    stored = await store.load("s1")
+    assert stored is not None
+    assert stored.metadata == {"user": "ada"}
+    assert stored.seq == 3
+    assert [m["content"] for m in stored.history] == ["天气 \ud800", "sunny"]
+    assert [seq for seq, _ in stored.events] == [1, 2, 3]
+    assert stored.open_turn is None
+    assert stored.updated_at == 1002.0
+    assert await store.load("nope") is None
+
+
+async def test_sqlite_round_trip(tmp_path: Path) -> None:
+    async with open_sqlite_store(str(tmp_path / "deep" / "dir" / "s.sqlite3")) as store:
+        await round_trip(store)
+    with sqlite3.connect(tmp_path / "deep" / "dir" / "s.sqlite3") as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_memory_round_trip() -> None:
+    await round_trip(MemorySessionStore())
+
+
+async def test_an_open_turn_is_kept_until_the_turn_ends(tmp_path: Path) -> None:
+    async with open_sqlite_store(str(tmp_path / "s.sqlite3")) as store:
+        await store.save(delta(open_turn=OpenTurn(7)))
+        stored = await store.load("s1")
+        assert stored is not None
+        assert stored.open_turn == OpenTurn(7)
+        await store.save(delta(open_turn=OpenTurn(None)))
+        stored = await store.load("s1")
+        assert stored is not None
+        assert stored.open_turn == OpenTurn(None)
+
+
+async def test_two_stores_on_one_file_see_each_others_sessions(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.sqlite3")
+    async with open_sqlite_store(path) as first, open_sqlite_store(path) as second:
+        await first.save(delta("from-first", messages=({"role": "user", "content": "hi"},)))
+        stored = await second.load("from-first")
+        assert stored is not None
+        assert stored.history == [{"role": "user", "content": "hi"}]
+        await second.delete("from-first")
+        assert await first.load("from-first") is None
+
+
+async def test_only_the_last_events_are_kept(tmp_path: Path) -> None:
+    async with open_sqlite_store(str(tmp_path / "s.sqlite3"), replay_limit=3) as store:
+        for seq in range(1, 11):
+            await store.save(delta(seq=seq, events=((seq, f'{{"n":{seq}}}'),)))
+        stored = await store.load("s1")
+        assert stored is not None
+        assert [seq for seq, _ in stored.events] == [8, 9, 10]
+
+
+async def test_expire_drops_sessions_not_saved_since(tmp_path: Path) -> None:
+    async with open_sqlite_store(str(tmp_path / "s.sqlite3")) as store:
+        await store.save(delta("old", at=10.0, messages=({"role": "user", "content": "x"},)))
+        await store.save(delta("new", at=20.0))
+        assert await store.expire(idle_before=15.0) == 1
+        assert await store.load("old") is None
+        assert await store.load("new") is not None
+
+
+async def test_concurrent_saves_are_batched_and_all_kept(tmp_path: Path) -> None:
+    async with (
+        open_sqlite_store(str(tmp_path / "s.sqlite3")) as store,
+        trio.open_nursery() as nursery,
+    ):
+        for index in range(200):
+            nursery.start_soon(store.save, delta(f"s{index}"))
+    async with open_sqlite_store(str(tmp_path / "s.sqlite3")) as store:
+        for index in (0, 99, 199):
+            assert await store.load(f"s{index}") is not None
+
+
+async def test_writes_after_close_and_unopenable_files_are_store_errors(tmp_path: Path) -> None:
+    async with open_sqlite_store(str(tmp_path / "s.sqlite3")) as store:
+        pass
+    with pytest.raises(StoreError, match="is closed"):
+        await store.save(delta())
+    (tmp_path / "a-directory.sqlite3").mkdir()
+    with pytest.raises(StoreError, match="cannot open session store"):
+        async with open_sqlite_store(str(tmp_path / "a-directory.sqlite3")):
+            pass
