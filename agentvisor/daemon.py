@@ -29,6 +29,7 @@ from agentvisor.config.model import Config, LogFormat
 from agentvisor.errors import AgentvisorError, ConfigInvalid
 from agentvisor.events import EventBus
 from agentvisor.pidfile import open_pidfile
+from agentvisor.router.server import Router
 from agentvisor.store.writer import StateStore
 from agentvisor.supervise.process import OSLauncher, open_launcher
 from agentvisor.supervise.spec import state_dir
@@ -74,6 +75,8 @@ class Daemon:
         self.bus = EventBus()
         self.supervisor: Supervisor | None = None
         self.store: StateStore | None = None
+        self.router: Router | None = None
+        self.router_binds: list[str] = []
         self.admin_binds: list[str] = []
         self._shutdown_requested = trio.Event()
         self._force = trio.Event()
@@ -108,6 +111,9 @@ class Daemon:
             config, bus=self.bus, launcher=launcher, log_sink=self.store.record_log_lines
         )
         await nursery.start(self.supervisor.run)
+        self.router = Router(self.supervisor, self.bus)
+        self.router_binds = await nursery.start(self.router.run)
+        self.supervisor.drain = self.router.drain
         deps = AdminDeps(
             supervisor=self.supervisor,
             version=__version__,
@@ -115,13 +121,16 @@ class Daemon:
             started_at=time.time(),
             config_path=config.source,
             token=config.admin.token,
+            store=self.store,
+            router=self.router,
         )
         self.admin_binds = await nursery.start(AdminServer(deps, config.admin, config.base_dir).run)
         nursery.start_soon(sdnotify.run_watchdog)
         log.info(
-            "agentvisor %s running %d agents; admin API on %s",
+            "agentvisor %s running %d agents; router on %s; admin API on %s",
             __version__,
             len(config.agents),
+            ", ".join(self.router_binds),
             ", ".join(self.admin_binds),
         )
         sdnotify.notify("READY=1", f"STATUS=supervising {len(config.agents)} agents")
@@ -140,9 +149,12 @@ class Daemon:
         timeout = self.config.supervisor.shutdown_timeout
         sdnotify.notify("STOPPING=1")
         log.info("shutting down: stopping every worker (at most %gs)", timeout)
-        supervisor = self.supervisor
+        supervisor, router = self.supervisor, self.router
 
         async def stop_workers(done: trio.CancelScope) -> None:
+            if router is not None:  # clients first: told, then closed with 1001
+                with trio.move_on_after(min(5.0, timeout / 2)):
+                    await router.shutdown()
             await supervisor.shutdown()
             done.cancel()
 

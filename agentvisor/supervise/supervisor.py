@@ -17,7 +17,7 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import trio
@@ -43,6 +43,10 @@ log = logging.getLogger("agentvisor.supervisor")
 S = ProcessState
 MiB = 1024 * 1024
 T = TypeVar("T")
+
+
+class Drain(Protocol):
+    def __call__(self, instance_id: str, *, timeout: float) -> Awaitable[None]: ...
 
 
 class OperationFailed(AgentvisorError):
@@ -189,6 +193,9 @@ class Supervisor:
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self._log_sink = log_sink
+        #: The router's drain (set by the daemon; supervise may not import the router):
+        #: move an instance's clients elsewhere once their turns end.
+        self.drain: Drain | None = None
         self._monitor = Monitor(self._watched, self._memory_restart, bus.publish)
 
     # Queries -----------------------------------------------------------------
@@ -282,7 +289,8 @@ class Supervisor:
         """
         service = self._get(name)
         self._publish_action("restart", name, source, "ok", f"restart requested by {source}")
-        await self._operate(service, self._roll_op(service, f"restarted by {source}"))
+        roll = self._roll_op(service, f"restarted by {source}", drain=not force)
+        await self._operate(service, roll)
 
     async def reload(self, *, source: str) -> ReloadResult:
         """Load the config file again and apply what changed; invalid → nothing changes."""
@@ -374,10 +382,10 @@ class Supervisor:
         return stop
 
     def _roll_op(
-        self, service: Service, reason: str, *, only_live: bool = False
+        self, service: Service, reason: str, *, only_live: bool = False, drain: bool = True
     ) -> Callable[[], Awaitable[None]]:
-        """Restart one replica at a time (with a fresh launch spec); stop at the first
-        that does not come back, leaving the others as they were."""
+        """Restart one replica at a time (with a fresh launch spec), its clients drained to
+        the others first; stop at the first that does not come back, leaving the rest."""
 
         async def roll() -> None:
             for instance in list(service.instances):
@@ -385,9 +393,14 @@ class Supervisor:
                 self._refresh_spec(service, instance)
                 if only_live and not live:
                     continue  # a reload restarts what runs; a stopped replica starts fresh later
-                ticket = instance.send(Restart(reason))
-                await instance.wait_processed(ticket)
-                await instance.wait_until(_up_or_failed)
+                try:
+                    if drain:
+                        await self._drain(service, instance)
+                    ticket = instance.send(Restart(reason))
+                    await instance.wait_processed(ticket)
+                    await instance.wait_until(_up_or_failed)
+                finally:
+                    instance.draining = False
                 if instance.state is not S.RUNNING:
                     raise OperationFailed(
                         f"{service.name}:{instance.replica} did not come back after the "
@@ -410,6 +423,15 @@ class Supervisor:
                 self._begin(dependency, self._start_op(dependency, f"{source}, for {service.name}"))
             for instance in dependency.instances:
                 await instance.wait_until(_ready)
+
+    async def _drain(self, service: Service, instance: Instance) -> None:
+        """Take no new clients on ``instance``; let the router move its clients away once
+        their turns end (up to drain_timeout). It stays draining until the caller clears it."""
+        if self.drain is None or instance.state is not S.RUNNING:
+            return
+        instance.draining = True
+        instance_id = f"{service.name}:{instance.replica}"
+        await self.drain(instance_id, timeout=service.config.drain_timeout)
 
     # Reload ---------------------------------------------------------------------
 
@@ -522,6 +544,7 @@ class Supervisor:
 
         async def retire() -> None:
             try:
+                await self._drain(self._services[instance.service], instance)
                 instance.send(Stop("scaled down"))
                 await instance.wait_until(_at_rest)
             finally:

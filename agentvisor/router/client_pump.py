@@ -1,0 +1,184 @@
+"""The client → worker direction of a connection, when its task (not the engine) relays.
+
+It reads the client, scans frame headers (client frames are masked; a
+message above ``max_message_bytes`` ends the connection with 1009), answers
+nothing itself except to swallow the pongs of the router's keepalive pings,
+counts the turns a ``user.message`` starts, rewrites messages into the seeds'
+envelope when the route asks (``wrap_messages``), and meets the client's
+close frame: passed to the worker, whose answer ends the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from agentvisor.router.channels import ChannelClosed
+from agentvisor.router.frames import (
+    CLOSE_NORMAL,
+    MESSAGE,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PONG,
+    OP_TEXT,
+    RAW,
+    FrameError,
+    Record,
+    encode_frame,
+    parse_close,
+    random_mask,
+    text_frame,
+)
+from agentvisor.router.notices import timestamp
+from agentvisor.router.outcomes import CLOSE_TIMEOUT
+
+if TYPE_CHECKING:
+    from agentvisor.router.relay import Connection
+
+KEEPALIVE_PAYLOAD = b"agentvisor-keepalive"
+
+
+async def client_pump(conn: Connection) -> None:
+    try:
+        await _read_client(conn)
+    finally:
+        conn.client_done.set()
+        if conn.client_gone:
+            conn.interrupt()
+
+
+async def _read_client(conn: Connection) -> None:
+    scanner = conn.client_scanner
+    while True:
+        if conn.client_error is not None:
+            _violation(conn, conn.client_error)
+            return
+        if conn.client_write is not None:
+            unsent, sent = conn.client_write
+            conn.client_write = None
+            await conn.to_upstream(unsent, sent)
+            continue
+        if conn.client_backlog is not None:
+            buf, records = conn.client_backlog
+            conn.client_backlog = None
+        else:
+            if conn.engine_ok():
+                await conn.park("client")
+                continue
+            conn.release_parked()
+            data = await _read_client_bytes(conn)
+            if data is None:
+                continue  # pulled into the engine
+            if not data:
+                conn.client_gone = True
+                return
+            conn.last_activity = time.monotonic()
+            conn.ping_sent_at = None
+            try:
+                buf, records = scanner.feed(data)
+            except FrameError as violation:
+                _violation(conn, violation)
+                return
+        close: Record | None = None
+        if len(records) == 1 and records[0][0] == RAW and records[0][2] == len(buf):
+            out = buf if records[0][1] == 0 else buf[records[0][1] :]
+        else:
+            out, close = _from_client(conn, buf, records)
+        conn.count_in(len(out))
+        if out:
+            await conn.to_upstream(out)
+        if close is not None:
+            await _client_close(conn, close)
+            return
+
+
+async def _read_client_bytes(conn: Connection) -> bytes | None:
+    """The next client bytes; b"" at its end; None when pulled into the engine."""
+    if conn.client_initial:
+        data, conn.client_initial = conn.client_initial, b""
+        return data
+    with trio.CancelScope() as scope:
+        conn.client_read_scope = scope
+        try:
+            return await conn.client.recv()
+        except ChannelClosed:
+            return b""
+        finally:
+            conn.client_read_scope = None
+    return None
+
+
+def _violation(conn: Connection, violation: FrameError) -> None:
+    if conn.close_code is None:
+        conn.close_code, conn.close_reason = violation.code, violation.reason
+    conn.client_gone = True  # nothing more is read; _finish closes with the code
+    conn.client_violation = True
+
+
+def _from_client(
+    conn: Connection, buf: bytes, records: list[Record]
+) -> tuple[bytes, Record | None]:
+    pieces: list[bytes] = []
+    for record in records:
+        kind = record[0]
+        if kind == RAW:
+            pieces.append(buf[record[1] : record[2]])
+        elif kind == MESSAGE:
+            opcode, payload = record[1], record[2]
+            if conn.plan.wrap:
+                pieces.append(_wrap(conn, opcode, payload))
+            if opcode == OP_TEXT and b"user.message" in payload:
+                conn.tracker.client_message(payload)
+        elif record[1] == OP_CLOSE:
+            return b"".join(pieces), (*record, buf[record[3] : record[4]])
+        elif record[1] == OP_PONG and record[2] == KEEPALIVE_PAYLOAD:
+            continue  # the answer to our keepalive ping
+        else:
+            pieces.append(buf[record[3] : record[4]])
+    return b"".join(pieces), None
+
+
+def _wrap(conn: Connection, opcode: int, payload: bytes) -> bytes:
+    """The seeds' envelope around a client message (``wrap_messages = true``)."""
+    if opcode == OP_BINARY:
+        return encode_frame(OP_BINARY, payload, mask=random_mask())
+    text = payload.decode("utf-8", "replace")
+    original: Any
+    try:
+        original = json.loads(text)
+    except ValueError:
+        original = text
+    metadata = {
+        "connection_id": conn.id,
+        "target_service": conn.upstream.endpoint.service if conn.upstream else None,
+        "target_instance": conn.instance_id or None,
+        "routing_strategy": conn.plan.strategy,
+        "rule": conn.plan.rule,
+        "client_ip": conn.client_ip,
+        "timestamp": timestamp(),
+    }
+    envelope = {"proxy_metadata": metadata, "original_message": original}
+    return text_frame(envelope, mask=random_mask())
+
+
+async def _client_close(conn: Connection, close: Record) -> None:
+    code, _reason = parse_close(close[2])
+    raw: bytes = close[5]
+    if conn.writer.closed and not conn.upstream_closing:
+        return  # the answer to our own close
+    if conn.upstream_closing or (conn.up_ready and not conn.client_closing):
+        if not conn.upstream_closing:
+            conn.client_closing = True
+            conn.close_code = code
+            conn.close_deadline = trio.current_time() + CLOSE_TIMEOUT
+            if conn.interruptible is not None:
+                conn.interruptible.deadline = conn.close_deadline
+        conn.leave_engine()
+        await conn.to_upstream(raw)
+        return
+    # No worker to pass the close to (a switch is under way): answer it ourselves.
+    conn.close_code = CLOSE_NORMAL if code in (1005, 1006) else code
+    conn.client_gone = True

@@ -1,0 +1,116 @@
+"""The router's connection to one worker instance: opened with the client's headers.
+
+The upgrade request carries what the worker needs to know about the client
+(PROTOCOL.md §2): ``X-Forwarded-For``, ``X-Agentvisor-Connection-Id``,
+``X-Agentvisor-Route``, plus the client's own end-to-end headers and query,
+so a worker behind the router sees what it would have seen directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from agentvisor.router.channels import ChannelClosed, SocketChannel, connect_tcp
+from agentvisor.router.frames import FrameScanner, Record
+from agentvisor.router.handshake import (
+    HandshakeError,
+    UpgradeRequest,
+    UpstreamRefused,
+    check_upstream_response,
+    read_head,
+    upstream_request,
+)
+from agentvisor.supervise.registry import Endpoint
+
+UPSTREAM_NEEDLES = (b"agent.",)
+
+
+class UpstreamFailed(Exception):
+    """Connecting or upgrading to a worker failed; ``instance_id`` says which."""
+
+    def __init__(self, instance_id: str, reason: str) -> None:
+        super().__init__(f"{instance_id}: {reason}")
+        self.instance_id = instance_id
+        self.reason = reason
+
+
+class Upstream:
+    """A worker connection after its handshake."""
+
+    __slots__ = (
+        "backlog",
+        "channel",
+        "counted",
+        "endpoint",
+        "failed",
+        "initial",
+        "scanner",
+        "subprotocol",
+        "write_rest",
+    )
+
+    def __init__(
+        self, endpoint: Endpoint, channel: SocketChannel, initial: bytes, subprotocol: str | None
+    ) -> None:
+        self.endpoint = endpoint
+        self.channel = channel
+        self.initial = initial  # bytes that came right after the worker's 101
+        self.subprotocol = subprotocol
+        self.scanner = FrameScanner(masked=False, needles=UPSTREAM_NEEDLES)
+        self.counted = 0  # messages of ``scanner`` already counted in the table
+        # left by the relay engine when it hands the connection back (engine.py)
+        self.backlog: tuple[bytes, list[Record]] | None = None  # scanned, not yet relayed
+        self.write_rest: tuple[bytes, int, bool] | None = None  # data, bytes sent, boundary
+        self.failed = False  # the worker broke the protocol
+
+    @property
+    def url(self) -> str:
+        host = self.endpoint.host
+        host = f"[{host}]" if ":" in host else host
+        return f"ws://{host}:{self.endpoint.port}{self.endpoint.ws_path}"
+
+
+def forwarded_headers(
+    request: UpgradeRequest, client_ip: str, connection_id: str, route: str
+) -> Sequence[tuple[str, str]]:
+    previous = request.header("x-forwarded-for")
+    forwarded = f"{previous}, {client_ip}" if previous else client_ip
+    return (
+        ("X-Forwarded-For", forwarded),
+        ("X-Agentvisor-Connection-Id", connection_id),
+        ("X-Agentvisor-Route", route),
+    )
+
+
+async def open_upstream(
+    endpoint: Endpoint,
+    request: UpgradeRequest,
+    *,
+    client_ip: str,
+    connection_id: str,
+    route: str,
+) -> Upstream:
+    """Connect and upgrade; ``UpstreamFailed`` says why not. The caller bounds the time."""
+    try:
+        channel = await connect_tcp(endpoint.host, endpoint.port)
+    except OSError as error:
+        raise UpstreamFailed(endpoint.instance_id, error.strerror or str(error)) from None
+    try:
+        head, key = upstream_request(
+            host=endpoint.host,
+            port=endpoint.port,
+            path=endpoint.ws_path,
+            query=request.query,
+            headers=request.headers,
+            extra=forwarded_headers(request, client_ip, connection_id, route),
+        )
+        await channel.send(head)
+        answer, rest = await read_head(channel)
+        subprotocol = check_upstream_response(answer, key)
+    except (*ChannelClosed, EOFError, HandshakeError, UpstreamRefused) as error:
+        channel.close()
+        raise UpstreamFailed(endpoint.instance_id, str(error) or type(error).__name__) from None
+    except BaseException:
+        channel.close()
+        raise
+    return Upstream(endpoint, channel, rest, subprotocol)

@@ -1,0 +1,95 @@
+"""What the relay learns from relayed messages: sessions, last seqs, turns in flight."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agentvisor.router.sessions import Learned, SessionTracker
+
+
+def msg(**event: Any) -> bytes:
+    return json.dumps(event).encode()
+
+
+def test_created_and_resumed_sessions_are_learned_with_their_seq() -> None:
+    tracker = SessionTracker()
+
+    created = tracker.upstream_message(msg(event="agent.session_created", session_id="a", seq=1))
+    tracker.upstream_message(msg(event="agent.thinking", session_id="a", seq=2))
+    resumed = tracker.upstream_message(msg(event="agent.session_resumed", session_id="b", seq=9))
+
+    assert created == Learned(session="a")
+    assert resumed == Learned(session="b")
+    assert tracker.sessions == {"a": 2, "b": 9}
+
+
+def test_a_turn_is_in_flight_from_user_message_to_its_end() -> None:
+    tracker = SessionTracker()
+    tracker.upstream_message(msg(event="agent.session_created", session_id="a", seq=1))
+
+    assert tracker.client_message(msg(event="user.message", session_id="a", content="hi"))
+    assert tracker.turns_in_flight == 1
+    ended = tracker.upstream_message(msg(event="agent.final_answer", session_id="a", seq=3))
+
+    assert ended.turn_ended
+    assert tracker.turns_in_flight == 0
+
+
+def test_a_message_without_session_ends_with_the_new_sessions_answer() -> None:
+    tracker = SessionTracker()
+    tracker.client_message(msg(event="user.message", content="hi"))
+    tracker.upstream_message(msg(event="agent.session_created", session_id="n", seq=1))
+
+    assert tracker.turns_in_flight == 1
+    assert tracker.upstream_message(msg(event="agent.cancelled", session_id="n", seq=2)).turn_ended
+    assert tracker.turns_in_flight == 0
+
+
+def test_a_closed_session_is_forgotten_and_ends_its_turns() -> None:
+    tracker = SessionTracker()
+    tracker.upstream_message(msg(event="agent.session_created", session_id="a", seq=1))
+    tracker.client_message(msg(event="user.message", session_id="a", content="x"))
+
+    learned = tracker.upstream_message(msg(event="agent.session_closed", session_id="a", seq=2))
+
+    assert learned == Learned(closed="a", turn_ended=True)
+    assert tracker.sessions == {}
+    assert tracker.turns_in_flight == 0
+
+
+def test_resume_answers_are_matched_and_a_failed_resume_is_not_a_turn_end() -> None:
+    tracker = SessionTracker()
+    for session in ("a", "b"):
+        tracker.upstream_message(msg(event="agent.session_created", session_id=session, seq=4))
+    tracker.client_message(msg(event="user.message", session_id="b", content="x"))
+
+    asked = tracker.begin_resume()
+    tracker.upstream_message(msg(event="agent.session_resumed", session_id="a", seq=5))
+    tracker.upstream_message(
+        msg(event="agent.error", session_id="b", code="SESSION_NOT_FOUND", recoverable=False)
+    )
+
+    assert asked == {"a": 4, "b": 4}
+    assert tracker.resume_pending == set()
+    assert tracker.resume_failed == {"b"}
+    assert tracker.turns_in_flight == 1
+
+
+@given(st.binary(max_size=200))
+def test_garbage_is_ignored(payload: bytes) -> None:
+    tracker = SessionTracker()
+    tracker.client_message(payload)
+    tracker.upstream_message(payload)
+    assert tracker.turns_in_flight >= 0
+
+
+def test_turn_counts_never_go_negative() -> None:
+    tracker = SessionTracker()
+    ended = tracker.upstream_message(msg(event="agent.error", code="INVALID_MESSAGE"))
+
+    assert not ended.turn_ended
+    assert tracker.turns_in_flight == 0
