@@ -6,14 +6,13 @@ in ``_Endpoints``; the sync and async clients differ only in how they send
 one, and share the decoding of the ``{"success", "data" | "error"}`` envelope.
 Methods return the envelope's ``data``. API errors raise ``ApiError``; a
 server that cannot be reached (refused, no socket, dropped, timed out) raises
-``Unreachable``.
+``Unreachable``. ``source`` names the caller in the audit log
+(``agentvisorctl`` passes ``cli``; the server's default is ``api``).
 """
 
 from __future__ import annotations
 
-import errno
-import socket
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 from urllib.parse import quote
@@ -22,66 +21,16 @@ import attrs
 import httpx
 
 from agentvisor import __version__
+from agentvisor.envelope import DEFAULT_TIMEOUT, SseParser, decode, parse_server, probe_unix_socket
+from agentvisor.envelope import ApiError as ApiError
+from agentvisor.envelope import Unreachable as Unreachable
 
 #: How much longer than the server's own bound a call may take before it is abandoned.
 SLACK = 15.0
-DEFAULT_TIMEOUT = 10.0
+#: Who is asking, recorded as the ``source`` of operator actions in the audit log.
+SOURCE_HEADER = "X-Agentvisor-Source"
 
 R = TypeVar("R")
-
-
-class ApiError(Exception):
-    """The admin API answered with an error envelope (or something unreadable)."""
-
-    def __init__(
-        self, code: str, message: str, details: Mapping[str, Any] | None = None, status: int = 0
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details: dict[str, Any] = dict(details or {})
-        self.status = status
-
-
-class Unreachable(Exception):
-    """Nothing answered at ``target``; ``reason`` says why when it is known.
-
-    ``maybe_down`` is False when agentvisor may well be running but we may not
-    talk to it (a socket of another user), so "is it running?" would mislead.
-    """
-
-    def __init__(self, target: str, reason: str = "", *, maybe_down: bool = True) -> None:
-        super().__init__(
-            f"cannot reach agentvisor at {target}" + (f" ({reason})" if reason else "")
-        )
-        self.target = target
-        self.reason = reason
-        self.maybe_down = maybe_down
-
-
-def probe_unix_socket(server: str, path: str) -> None:
-    """Connect once to ``path`` and hang up; raises ``Unreachable`` saying what is wrong.
-
-    Besides the precise reason, this avoids httpcore's sync backend leaking its
-    socket when a unix connect fails (the redis-py #3314 kind of bug), which
-    would be a ResourceWarning in every CLI call while agentvisor is down.
-    """
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(DEFAULT_TIMEOUT)
-        probe.connect(path)
-    except FileNotFoundError:
-        raise Unreachable(server) from None
-    except PermissionError:
-        raise Unreachable(
-            server, "permission denied: run as the user agentvisor runs as", maybe_down=False
-        ) from None
-    except OSError as error:
-        if error.errno == errno.ECONNREFUSED:
-            raise Unreachable(server) from None
-        raise Unreachable(server, error.strerror or str(error)) from None
-    finally:
-        probe.close()
 
 
 @attrs.frozen
@@ -90,49 +39,23 @@ class Call:
     path: str
     params: dict[str, str | int | float] = attrs.field(factory=dict)
     timeout: float | None = None  # None: the client's default
-
-
-def parse_server(server: str) -> tuple[str, str | None]:
-    """``server`` → (base URL, unix socket path or None)."""
-    if server.startswith(("http://", "https://")):
-        return server.rstrip("/"), None
-    return "http://agentvisor", server.removeprefix("unix:")
-
-
-def decode(response: httpx.Response) -> Any:
-    """The ``data`` of a success envelope; raises ``ApiError`` for anything else."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise ApiError(
-            "BAD_RESPONSE",
-            f"unexpected answer from the admin API (HTTP {response.status_code})",
-            status=response.status_code,
-        )
-    if body.get("success") is True and response.is_success:
-        return body.get("data")
-    if "success" not in body and response.is_success:
-        return body  # endpoints outside the envelope, like /health
-    error = body.get("error")
-    if not isinstance(error, dict):
-        raise ApiError(
-            "BAD_RESPONSE",
-            f"the admin API failed without an error object (HTTP {response.status_code})",
-            status=response.status_code,
-        )
-    details = error.get("details")
-    raise ApiError(
-        str(error.get("code", "INTERNAL_ERROR")),
-        str(error.get("message", "unknown error")),
-        details if isinstance(details, dict) else {},
-        response.status_code,
-    )
+    body: Any = None  # sent as JSON when not None
 
 
 def _service_path(name: str, *rest: str) -> str:
     return "/".join(["/api/v1/services", quote(name, safe=""), *rest])
+
+
+def _health_path(name: str, *rest: str) -> str:
+    return "/".join(["/api/v1/health/services", quote(name, safe=""), *rest])
+
+
+def _rule_path(name: str) -> str:
+    return "/api/v1/routing/rules/" + quote(name, safe="")
+
+
+def _without_none(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def _drop_none(**params: str | int | float | bool | None) -> dict[str, str | int | float]:
@@ -204,12 +127,160 @@ class _Endpoints(Generic[R]):
         path = "/api/v1/logs/services/" + quote(name, safe="")
         return self._send(Call("GET", path, params, None if wait is None else wait + SLACK))
 
+    # -- editing services (agentvisor.toml) -------------------------------------------
 
-def _client_options(server: str, token: str | None, timeout: float) -> dict[str, Any]:
+    def register(self, name: str, **fields: Any) -> R:
+        """Register a service: ``agent=`` (a file) or ``command=``, plus any setting
+        (``tags``, ``port``, ``replicas``, ``max_sessions``, ``config={...}`` …)."""
+        body = {"name": name, **_without_none(fields)}
+        return self._send(Call("POST", "/api/v1/services", body=body, timeout=60.0 + SLACK))
+
+    def update_config(self, name: str, changes: Mapping[str, Any]) -> R:
+        """Merge-patch a service's settings (``None`` resets one to its default)."""
+        path = _service_path(name, "config")
+        return self._send(Call("PUT", path, body=dict(changes), timeout=60.0 + SLACK))
+
+    def unregister(self, name: str, *, timeout: float | None = None) -> R:
+        params = _drop_none(timeout=timeout)
+        bound = (timeout if timeout is not None else 60.0) + SLACK
+        return self._send(Call("DELETE", _service_path(name), params, bound))
+
+    def scale(self, name: str, replicas: int) -> R:
+        body = {"replicas": replicas}
+        return self._send(Call("POST", _service_path(name, "scale"), body=body, timeout=60.0))
+
+    # -- stats, health, history ----------------------------------------------------------
+
+    def service_stats(self, name: str) -> R:
+        return self._send(Call("GET", _service_path(name, "stats")))
+
+    def service_health(self, name: str) -> R:
+        return self._send(Call("GET", _health_path(name)))
+
+    def check_health(self, name: str) -> R:
+        """Run one health check of every instance now."""
+        return self._send(Call("POST", _health_path(name, "check"), timeout=60.0))
+
+    def health_history(
+        self,
+        name: str,
+        *,
+        limit: int | None = None,
+        offset: int | None = None,
+        instance: int | None = None,
+    ) -> R:
+        params = _drop_none(limit=limit, offset=offset, instance=instance)
+        return self._send(Call("GET", _health_path(name, "history"), params))
+
+    def stats(self) -> R:
+        """The system overview (``GET /stats/overview``)."""
+        return self._send(Call("GET", "/api/v1/stats/overview"))
+
+    def timeseries(
+        self,
+        metric: str,
+        *,
+        period: str | None = None,
+        interval: str | None = None,
+        service: str | None = None,
+    ) -> R:
+        params = _drop_none(metric=metric, period=period, interval=interval, service_id=service)
+        return self._send(Call("GET", "/api/v1/stats/timeseries", params))
+
+    def search_logs(
+        self,
+        query: str,
+        *,
+        service: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> R:
+        params = _drop_none(query=query, service_id=service, limit=limit, offset=offset)
+        return self._send(Call("GET", "/api/v1/logs/search", params))
+
+    def events(
+        self,
+        *,
+        limit: int | None = None,
+        offset: int | None = None,
+        since: float | str | None = None,
+        service: str | None = None,
+        kind: str | None = None,
+    ) -> R:
+        """The audit log, newest first; ``since`` is epoch seconds or ISO 8601."""
+        params = _drop_none(limit=limit, offset=offset, since=since, service_id=service, kind=kind)
+        return self._send(Call("GET", "/api/v1/events", params))
+
+    # -- routing rules ([[routes]] of agentvisor.toml) ----------------------------------------
+
+    def rules(
+        self, *, enabled: bool | None = None, limit: int | None = None, offset: int | None = None
+    ) -> R:
+        params = _drop_none(enabled=enabled, limit=limit, offset=offset)
+        return self._send(Call("GET", "/api/v1/routing/rules", params))
+
+    def rule(self, name: str) -> R:
+        return self._send(Call("GET", _rule_path(name)))
+
+    def create_rule(self, rule: Mapping[str, Any]) -> R:
+        """``rule``: ``name``, ``priority``, ``conditions`` / ``match``, ``target_tags`` …"""
+        body = dict(rule)
+        return self._send(Call("POST", "/api/v1/routing/rules", body=body, timeout=60.0))
+
+    def update_rule(self, name: str, changes: Mapping[str, Any]) -> R:
+        return self._send(Call("PUT", _rule_path(name), body=dict(changes), timeout=60.0))
+
+    def delete_rule(self, name: str) -> R:
+        return self._send(Call("DELETE", _rule_path(name), timeout=60.0))
+
+    # -- connections through the router and the routing dry run --------------------------------
+
+    def connections(
+        self,
+        *,
+        service: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> R:
+        params = _drop_none(service_id=service, status=status, limit=limit, offset=offset)
+        return self._send(Call("GET", "/api/v1/connections", params))
+
+    def connection(self, connection_id: str) -> R:
+        return self._send(Call("GET", "/api/v1/connections/" + quote(connection_id, safe="")))
+
+    def disconnect(
+        self, connection_id: str, *, reason: str | None = None, notify_client: bool = True
+    ) -> R:
+        """Close a client's connection (1001), after telling it unless ``notify_client`` is off."""
+        body: dict[str, Any] = {"notify_client": notify_client}
+        if reason is not None:
+            body["reason"] = reason
+        path = "/api/v1/connections/" + quote(connection_id, safe="") + "/disconnect"
+        return self._send(Call("POST", path, body=body, timeout=30.0))
+
+    def route_test(
+        self,
+        *,
+        ip: str = "127.0.0.1",
+        path: str = "/",
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str | list[str]] | None = None,
+    ) -> R:
+        """Where the router would send such a client (dry run)."""
+        body = {"ip": ip, "path": path, "headers": dict(headers or {}), "query": dict(query or {})}
+        return self._send(Call("POST", "/api/v1/routing/test", body=body))
+
+
+def _client_options(
+    server: str, token: str | None, timeout: float, source: str | None
+) -> dict[str, Any]:
     base_url, _uds = parse_server(server)
     headers = {"User-Agent": f"agentvisor-client/{__version__}"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    if source:
+        headers[SOURCE_HEADER] = source
     return {"base_url": base_url, "headers": headers, "timeout": timeout, "trust_env": False}
 
 
@@ -229,6 +300,7 @@ class AgentvisorClient(_Endpoints[Any]):
         token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        source: str | None = None,
     ) -> None:
         self.server = server
         _base, uds = parse_server(server)
@@ -236,7 +308,9 @@ class AgentvisorClient(_Endpoints[Any]):
         self._probe_due = True
         if transport is None and uds is not None:
             transport = httpx.HTTPTransport(uds=uds)
-        self._http = httpx.Client(transport=transport, **_client_options(server, token, timeout))
+        self._http = httpx.Client(
+            transport=transport, **_client_options(server, token, timeout, source)
+        )
 
     def _send(self, call: Call) -> Any:
         if self._probe_path is not None and self._probe_due:
@@ -245,12 +319,35 @@ class AgentvisorClient(_Endpoints[Any]):
         timeout = call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT
         try:
             response = self._http.request(
-                call.method, call.path, params=call.params, timeout=timeout
+                call.method, call.path, params=call.params, json=call.body, timeout=timeout
             )
         except httpx.TransportError as error:
             self._probe_due = True  # the next connect may fail too: probe it first
             raise _unreachable(self.server, error) from error
         return decode(response)
+
+    def stream_events(
+        self, *, types: str | None = None, service: str | None = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Follow ``GET /api/v1/events/stream``: ``(kind, event)`` as they happen, until the
+        server ends the stream. An API error (404 from an agentvisor without it) raises
+        ``ApiError`` before the first event."""
+        if self._probe_path is not None:
+            probe_unix_socket(self.server, self._probe_path)
+        params = _drop_none(types=types, service_id=service)
+        timeout = httpx.Timeout(DEFAULT_TIMEOUT, read=None)  # idle streams get keepalives
+        try:
+            with self._http.stream(
+                "GET", "/api/v1/events/stream", params=params, timeout=timeout
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    decode(response)
+                parser = SseParser()
+                for line in response.iter_lines():
+                    yield from parser.feed(line)
+        except httpx.TransportError as error:
+            raise _unreachable(self.server, error) from error
 
     def close(self) -> None:
         self._http.close()
@@ -277,24 +374,45 @@ class AsyncAgentvisorClient(_Endpoints[Awaitable[Any]]):
         token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
+        source: str | None = None,
     ) -> None:
         self.server = server
         _base, uds = parse_server(server)
         if transport is None and uds is not None:
             transport = httpx.AsyncHTTPTransport(uds=uds)
         self._http = httpx.AsyncClient(
-            transport=transport, **_client_options(server, token, timeout)
+            transport=transport, **_client_options(server, token, timeout, source)
         )
 
     async def _send(self, call: Call) -> Any:
         timeout = call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT
         try:
             response = await self._http.request(
-                call.method, call.path, params=call.params, timeout=timeout
+                call.method, call.path, params=call.params, json=call.body, timeout=timeout
             )
         except httpx.TransportError as error:
             raise _unreachable(self.server, error) from error
         return decode(response)
+
+    async def stream_events(
+        self, *, types: str | None = None, service: str | None = None
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """As ``AgentvisorClient.stream_events``, asynchronously."""
+        params = _drop_none(types=types, service_id=service)
+        timeout = httpx.Timeout(DEFAULT_TIMEOUT, read=None)
+        try:
+            async with self._http.stream(
+                "GET", "/api/v1/events/stream", params=params, timeout=timeout
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    decode(response)
+                parser = SseParser()
+                async for line in response.aiter_lines():
+                    for event in parser.feed(line):
+                        yield event
+        except httpx.TransportError as error:
+            raise _unreachable(self.server, error) from error
 
     async def aclose(self) -> None:
         await self._http.aclose()

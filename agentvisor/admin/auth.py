@@ -1,6 +1,7 @@
 """Bearer-token authentication of the admin API.
 
-When ``[admin] token`` is set, every request but ``GET /health`` must carry
+When ``[admin] token`` is set, every request but ``GET /health`` and the
+``/docs`` page (static files, no data: see ``routes/docs.py``) must carry
 ``Authorization: Bearer TOKEN``. Requests that arrive on the unix socket are
 trusted: the socket is mode 0600, so only its owner can connect. Hypercorn
 leaves ``server`` and ``client`` of the ASGI scope at ``None`` for unix
@@ -18,8 +19,10 @@ from quart import Quart, request
 
 from agentvisor.errors import Unauthorized
 
-#: Paths anyone may call: liveness probes from load balancers and systemd.
-OPEN_PATHS = frozenset({"/health"})
+#: Paths anyone may call: liveness probes from load balancers and systemd, the docs page.
+OPEN_PATHS = frozenset({"/health", "/docs"})
+#: Path prefixes anyone may call: the docs page's scripts and styles.
+OPEN_PREFIXES = ("/docs/assets/",)
 
 
 def arrived_on_unix_socket(scope: Mapping[str, Any]) -> bool:
@@ -47,7 +50,10 @@ def install_auth(app: Quart, token: str | None) -> None:
         return
 
     async def check_token() -> None:
-        if request.path in OPEN_PATHS or arrived_on_unix_socket(request.scope):
+        path = request.path
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+            return
+        if arrived_on_unix_socket(request.scope):
             return
         if not token_matches(bearer_token(request.headers.get("Authorization")), token):
             raise Unauthorized(

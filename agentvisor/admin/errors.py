@@ -12,7 +12,10 @@ Query parameters are parsed here too, so that a bad one is always a 400
 from __future__ import annotations
 
 import logging
+import math
+import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, overload
 
 from quart import Quart, Response, jsonify
@@ -39,7 +42,10 @@ STATUS_BY_CODE: Mapping[str, int] = {
     "SERVICE_START_FAILED": 500,
     "CONFIG_WRITE_FAILED": 500,
     "INTERNAL_ERROR": 500,
-    "INSUFFICIENT_RESOURCES": 503,
+    "INSUFFICIENT_RESOURCES": 409,  # the host cannot take it (no free port): not a server fault
+    "STORE_UNAVAILABLE": 503,
+    "UNAVAILABLE": 503,
+    "SHUTTING_DOWN": 503,
     "ROUTING_FAILED": 503,
     "HEALTH_CHECK_FAILED": 503,
 }
@@ -68,6 +74,12 @@ def failure(
     status = status if status is not None else STATUS_BY_CODE.get(code, 500)
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="agentvisor"'
+    if status == 413:
+        # Answered before the body was read: the connection cannot carry another request.
+        response.headers["Connection"] = "close"
+    retry_after = (details or {}).get("retry_after_seconds")
+    if status in (429, 503) and isinstance(retry_after, int | float):
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return response, status
 
 
@@ -194,3 +206,62 @@ def query_choice(args: Mapping[str, str], name: str, choices: tuple[str, ...]) -
             choices=list(choices),
         )
     return raw
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(text: str) -> float | None:
+    """``"90"``, ``"30s"``, ``"5m"``, ``"1h"``, ``"7d"``, ``"2w"`` as seconds; None if not one."""
+    found = _DURATION.fullmatch(text.strip().lower())
+    if found is None:
+        return None
+    return float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+
+
+def query_duration(
+    args: Mapping[str, str], name: str, default: float | None, *, minimum: float, maximum: float
+) -> float | None:
+    """A duration such as ``5m`` or ``3600`` (seconds), within the bounds, for ``name``."""
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return default
+    value = parse_duration(raw)
+    if value is None or not minimum <= value <= maximum:
+        raise InvalidRequest(
+            f"Query parameter '{name}' must be a duration like 30s, 5m, 1h or 7d "
+            f"(from {minimum:g}s to {maximum:g}s), got {raw!r}",
+            parameter=name,
+            value=raw,
+        )
+    return value
+
+
+def query_time(args: Mapping[str, str], name: str) -> float | None:
+    """A point in time: ISO 8601 (``2024-01-01T10:00:00Z``) or seconds since the epoch."""
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            stamp = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
+        except ValueError:
+            value = math.nan
+        else:
+            value = stamp.timestamp()  # a stamp without a zone is taken as local time
+    if not math.isfinite(value) or value < 0:
+        raise InvalidRequest(
+            f"Query parameter '{name}' must be an ISO 8601 time (2024-01-01T10:00:00Z) "
+            f"or seconds since the epoch, got {raw!r}",
+            parameter=name,
+            value=raw,
+        )
+    return value
+
+
+def page_of(limit: int, offset: int, *, has_next: bool) -> dict[str, Any]:
+    """The ``page`` object of every listing, as in the seed."""
+    return {"limit": limit, "offset": offset, "has_next": has_next}

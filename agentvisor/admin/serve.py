@@ -35,6 +35,11 @@ log = logging.getLogger("agentvisor.admin")
 GRACEFUL_TIMEOUT = 3.0
 #: Longest path ``sockaddr_un`` can hold on Linux (108 bytes with the NUL).
 MAX_UNIX_PATH_BYTES = 107
+#: A TCP client that takes none of our data for this long is cut off by the kernel
+#: (``TCP_USER_TIMEOUT``, inherited by accepted sockets). Hypercorn writes under a
+#: shield, so a client that keeps an event stream open without reading would
+#: otherwise hold the graceful shutdown forever.
+STALLED_CLIENT_TIMEOUT = 10.0
 
 
 class AdminBindError(AgentvisorError):
@@ -137,6 +142,9 @@ def bind_tcp_socket(bind: str) -> socket.socket:
     sock = socket.socket(family, type_, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux
+            milliseconds = int(STALLED_CLIENT_TIMEOUT * 1000)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
         sock.bind(address)
     except OSError as error:
         sock.close()
@@ -210,6 +218,7 @@ class AdminServer:
         try:
             async with trio.open_nursery() as nursery:
                 try:
+                    await nursery.start(self.deps.health_checks.run, self.deps.supervisor.bus)
                     hyper_binds: list[str] = await nursery.start(serve_shielded)
                     binds = [public_bind(bind) for bind in hyper_binds]
                     self.deps.binds[:] = binds

@@ -20,26 +20,23 @@ import attrs
 from rich.console import Console
 
 from agentvisor import __version__
-from agentvisor.cli import render
-from agentvisor.client import AgentvisorClient, ApiError, Unreachable
+from agentvisor.cli import manage, observe, render, traffic
 
-PROG = "agentvisorctl"
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
+# Re-exported for ``agentvisor`` (cli.daemon), which shares the exit codes and output.
+from agentvisor.cli.context import EXIT_FAILED as EXIT_FAILED
+from agentvisor.cli.context import EXIT_OK as EXIT_OK
+from agentvisor.cli.context import EXIT_UNREACHABLE as EXIT_UNREACHABLE
+from agentvisor.cli.context import EXIT_USAGE as EXIT_USAGE
+from agentvisor.cli.context import PAGE, PROG, UsageError, all_services
+from agentvisor.cli.context import Context as Context
+from agentvisor.client import AgentvisorClient, ApiError, Unreachable
 
 DEFAULT_CONFIGS = ("agentvisor.toml", "agentvisor.toml.example")
 DEFAULT_SOCKET = ".agentvisor/admin.sock"
 DEFAULT_STATE_DIR = ".agentvisor"
 #: Seconds each long-poll of ``tail -f`` may wait on the server for new lines.
 FOLLOW_WAIT = 25.0
-PAGE = 1000
 PIPED_WIDTH = 200
-
-
-class UsageError(Exception):
-    """A command line that cannot be run as given (exit 2)."""
 
 
 @attrs.frozen
@@ -109,29 +106,6 @@ def locate_admin(config_path: str | None) -> AdminAddress:
 
 
 # -- commands ------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Context:
-    client: AgentvisorClient
-    console: Console
-    json: bool
-    prog: str = PROG
-
-    def out(self, line: str) -> None:
-        print(line, flush=True)
-
-    def err(self, line: str) -> None:
-        print(f"{self.prog}: {line}", file=sys.stderr, flush=True)
-
-
-def all_services(client: AgentvisorClient) -> list[dict[str, Any]]:
-    services: list[dict[str, Any]] = []
-    while True:
-        page = client.services(limit=PAGE, offset=len(services))
-        services.extend(page["services"])
-        if not page["page"]["has_next"]:
-            return services
 
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
@@ -307,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--instance", type=int, metavar="N", help="only replica N")
     tail.add_argument("-n", "--lines", type=int, default=20, metavar="LINES")
     tail.set_defaults(handler=cmd_tail)
+
+    routes = manage.add_commands(commands)
+    observe.add_commands(commands)
+    traffic.add_commands(commands, routes)
     return parser
 
 
@@ -337,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         server, token = resolve_server(args)
         if args.command == "tail" and args.lines is not None and not 1 <= args.lines <= PAGE:
             raise UsageError(f"-n must be from 1 to {PAGE}")
-        with AgentvisorClient(server, token=token) as client:
+        observe.check_limits(args)
+        with AgentvisorClient(server, token=token, source="cli") as client:
             context = Context(client, console, args.json)
             handler: Callable[[Context, argparse.Namespace], int] = args.handler
             return handler(context, args)
@@ -349,6 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNREACHABLE
     except ApiError as error:
         print(f"{PROG}: {error.message}", file=sys.stderr)
+        problems = error.details.get("errors") if error.code == "CONFIG_INVALID" else None
+        if isinstance(problems, list) and len(problems) > 1:
+            for problem in problems:  # the edit was refused: say everything that is wrong
+                print(f"  {problem}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

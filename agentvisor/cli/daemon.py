@@ -71,7 +71,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
     """Reload over the admin socket; without one, SIGHUP the pid in the pidfile."""
     address = locate_admin(args.config)
     try:
-        with AgentvisorClient(address.server, token=address.token) as client:
+        with AgentvisorClient(address.server, token=address.token, source="cli") as client:
             return report_reload(Context(client, Console(), json=False, prog=PROG), client.reload)
     except Unreachable as error:
         unreachable = error

@@ -255,7 +255,7 @@ def operation_line(data: Mapping[str, Any]) -> str:
     service = data.get("service", {})
     replicas = service.get("replicas", {})
     line = (
-        f"{data.get('service_id', service.get('name', '?'))}: {service.get('status', '?')} "
+        f"{data.get('name') or service.get('name', '?')}: {service.get('status', '?')} "
         f"({replicas.get('running', 0)}/{replicas.get('desired', 0)})"
     )
     if not data.get("settled", True):
@@ -284,3 +284,68 @@ def log_line(line: Mapping[str, Any], *, show_instance: bool) -> str:
 
 def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+# -- router traffic (``connections``, ``disconnect``, ``route test``) ---------------------------
+
+
+def connections_table(connections: Sequence[Mapping[str, Any]], now: float) -> Table:
+    """One row per client connection; ids in full (``disconnect`` takes them)."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("ID", "CLIENT", "SERVICE", "INSTANCE", "SESSIONS", "AGE", "IDLE"):
+        table.add_column(column, no_wrap=column in ("ID", "INSTANCE"))
+    table.add_column("IN", justify="right")
+    table.add_column("OUT", justify="right")
+    for item in connections:
+        since = parse_time(item.get("connected_at"))
+        active = parse_time(item.get("last_activity"))
+        status = str(item.get("status", ""))
+        instance = str(item.get("target_instance") or "-")
+        if status and status != "active":
+            instance = f"{instance} ({status})"
+        table.add_row(
+            str(item.get("connection_id")),
+            str(item.get("client_ip")),
+            str(item.get("target_service_id")),
+            instance,
+            str(len(item.get("session_ids") or [])),
+            humanize_duration(None if since is None else now - since),
+            humanize_duration(None if active is None else now - active),
+            f"{item.get('messages_in', 0)} / {humanize_bytes(item.get('bytes_received'))}",
+            f"{item.get('messages_out', 0)} / {humanize_bytes(item.get('bytes_sent'))}",
+        )
+    return table
+
+
+def disconnected_line(data: Mapping[str, Any]) -> str:
+    told = "" if data.get("notified") else " (client not notified)"
+    return f"disconnected {data.get('connection_id')}: {data.get('reason')}{told}"
+
+
+def route_test_lines(data: Mapping[str, Any]) -> list[str]:
+    """The dry run's verdict, then each candidate instance with its load."""
+    action = data.get("action")
+    rule = data.get("rule") or "(no rule: router defaults)"
+    lines = [f"rule:      {rule}", f"action:    {action}"]
+    if action != "route":
+        lines.append(f"reason:    {data.get('reason')}")
+        return lines
+    lines.append(f"agents:    {', '.join(data.get('agents') or []) or '-'}")
+    lines.append(f"strategy:  {data.get('strategy')}")
+    instance = data.get("instance")
+    if instance:
+        decided = instance.get("decided_by")
+        lines.append(f"instance:  {instance.get('instance_id')} (decided by {decided})")
+        lines.append(f"endpoint:  {instance.get('endpoint')}")
+    else:
+        lines.append(f"instance:  none ({data.get('reason')})")
+    for candidate in data.get("candidates") or []:
+        mark = "*" if instance and candidate["instance_id"] == instance.get("instance_id") else " "
+        state = "eligible" if candidate.get("eligible") else "not eligible"
+        if candidate.get("draining"):
+            state += ", draining"
+        lines.append(
+            f"  {mark} {candidate['instance_id']}: {state}, {candidate.get('connections', 0)} "
+            f"connections, {candidate.get('sessions', 0)}/{candidate.get('max_sessions')} sessions"
+        )
+    return lines

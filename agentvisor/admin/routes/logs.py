@@ -1,4 +1,7 @@
-"""Worker output: ``GET /api/v1/logs/services/{id}``.
+"""Worker output: ``GET /api/v1/logs/services/{id}`` and ``GET /api/v1/logs/search``.
+
+Search runs over the lines the state store keeps (FTS5; every term must
+occur; see ``store.queries.search_terms``), newest first.
 
 ``since`` is a line sequence number (the ``next_since`` of the previous
 answer); ``wait=SECONDS`` long-polls until a newer line arrives or the bound
@@ -12,14 +15,20 @@ from typing import TYPE_CHECKING, Any
 import trio
 from quart import Blueprint, Response, request
 
-from agentvisor.admin.errors import query_choice, query_float, query_int, success
+from agentvisor.admin.errors import page_of, query_choice, query_float, query_int, success
+from agentvisor.admin.lookup import require_store, resolve_known, resolve_service
+from agentvisor.admin.lookup import service_id as service_id_of
 from agentvisor.admin.routes.system import iso_time
+from agentvisor.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from agentvisor.admin.app import AdminDeps
+    from agentvisor.store.records import LogRecord
     from agentvisor.supervise.logs import LogBook, LogLine
 
 MAX_LIMIT = 1000
+#: History listings page through at most this many rows from the newest.
+MAX_OFFSET = 100_000
 MAX_WAIT = 300.0
 STREAMS = ("stdout", "stderr")
 
@@ -58,7 +67,8 @@ def logs_blueprint(deps: AdminDeps) -> Blueprint:
     @blueprint.get("/logs/services/<service_id>")
     async def service_logs(service_id: str) -> tuple[Response, int]:
         args = request.args
-        book = deps.supervisor.logbook(service_id)
+        name = await resolve_service(deps, service_id)
+        book = deps.supervisor.logbook(name)
         limit = query_int(args, "limit", 100, minimum=1, maximum=MAX_LIMIT)
         stream = query_choice(args, "stream", STREAMS)
         replica = query_int(args, "instance", None, minimum=0)
@@ -81,10 +91,50 @@ def logs_blueprint(deps: AdminDeps) -> Blueprint:
             cursor = lines[-1].seq
         return success(
             {
-                "service_id": service_id,
+                "service_id": await service_id_of(deps, name),
+                "name": name,
                 "lines": [log_line_to_dict(line) for line in lines],
                 "next_since": cursor,
             }
         )
 
+    @blueprint.get("/logs/search")
+    async def search_logs() -> tuple[Response, int]:
+        args = request.args
+        query = (args.get("query") or args.get("q") or "").strip()
+        if not query:
+            raise InvalidRequest(
+                "Query parameter 'query' is required: the words to search for", parameter="query"
+            )
+        limit = query_int(args, "limit", 50, minimum=1, maximum=MAX_LIMIT)
+        offset = query_int(args, "offset", 0, minimum=0, maximum=MAX_OFFSET)
+        ref = args.get("service_id") or args.get("service")
+        name = await resolve_known(deps, ref) if ref else None
+        store = require_store(deps)
+        found = await store.search_logs(query, service=name, limit=offset + limit + 1)
+        page = found[offset : offset + limit]
+        return success(
+            {
+                "query": query,
+                "service_id": None if name is None else await service_id_of(deps, name),
+                "lines": [stored_line_to_dict(record) for record in page],
+                "page": page_of(limit, offset, has_next=len(found) > offset + limit),
+            }
+        )
+
     return blueprint
+
+
+def stored_line_to_dict(record: LogRecord) -> dict[str, Any]:
+    """A line from the store's search, with where the terms matched (for highlighting)."""
+    return {
+        "id": record.id,
+        "seq": record.seq,
+        "at": iso_time(record.at),
+        "timestamp": record.at,
+        "service": record.service,
+        "instance": record.replica,
+        "stream": record.stream,
+        "text": record.text,
+        "highlights": [list(span) for span in record.highlights],
+    }

@@ -1,8 +1,9 @@
 """Service endpoints: list, detail, instances, start / stop / restart.
 
-``{service_id}`` is the service name for now; stable ids come with the state
-store. Shapes follow the seed (``service_id``, ``status``, ``endpoint``,
-``stats``, ``health``, ``page``), extended with the supervisor's instances.
+``{service_id}`` is the stable id or the name (``lookup.resolve_service``).
+Shapes follow the seed (``service_id``, ``status``, ``endpoint``, ``stats``,
+``health``, ``page``), extended with the supervisor's instances. Editing
+endpoints (register, config, scale, delete) are in ``service_edits``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,17 @@ import attrs
 import trio
 from quart import Blueprint, Response, request
 
-from agentvisor.admin.errors import query_bool, query_choice, query_float, query_int, success
+from agentvisor.admin.errors import (
+    page_of,
+    query_bool,
+    query_choice,
+    query_float,
+    query_int,
+    success,
+)
+from agentvisor.admin.lookup import request_source, resolve_service, service_ids
 from agentvisor.admin.routes.system import iso_time
+from agentvisor.admin.usage import live_stats, service_stats
 from agentvisor.supervise.registry import InstanceView, ServiceView
 
 if TYPE_CHECKING:
@@ -115,16 +125,49 @@ def _sum_or_none(values: list[float | None]) -> float | None:
     return sum(present) if present else None
 
 
-def service_to_dict(view: ServiceView) -> dict[str, Any]:
-    """The list item: the seed's summary plus the instances (for ``status`` tables)."""
+def health_summary(view: ServiceView) -> dict[str, Any]:
+    """The seed's ``health`` object: status, the latest check and its response time."""
+    checked = [i.health for i in view.instances if i.health.last_check_at is not None]
+    last = max(checked, key=lambda health: health.last_check_at or 0.0, default=None)
+    return {
+        "status": service_health(view),
+        "last_check": iso_time(last.last_check_at) if last else None,
+        "response_time_ms": (
+            round(last.response_time * 1000, 1)
+            if last is not None and last.response_time is not None
+            else None
+        ),
+        "message": last.message if last else "",
+    }
+
+
+def service_to_dict(
+    view: ServiceView,
+    *,
+    service_id: str | None = None,
+    stats: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The list item: the seed's summary plus the instances (for ``status`` tables).
+
+    ``service_id`` is the stable id (the name when there is no store);
+    ``stats`` adds the seed's connection, session and error figures.
+    """
     running = [i for i in view.instances if i.state == "running"]
     first = running[0] if running else None
     uptimes = [i.uptime for i in running if i.uptime is not None]
     starts = [i.started_at for i in running if i.started_at is not None]
     memory = _sum_or_none([i.memory_bytes for i in view.instances])
     cpu = _sum_or_none([i.cpu_percent for i in view.instances])
+    summary: dict[str, Any] = {
+        "uptime_seconds": round(min(uptimes), 3) if uptimes else None,
+        "cpu_percent": None if cpu is None else round(cpu, 1),
+        "memory_bytes": None if memory is None else int(memory),
+        "memory_mb": _mb(None if memory is None else int(memory)),
+        "restarts": sum(i.restarts for i in view.instances),
+        "sessions_active": _sum_or_none([i.sessions for i in view.instances]),
+    }
     return {
-        "service_id": view.name,
+        "service_id": service_id or view.name,
         "name": view.name,
         "kind": view.kind,
         "description": view.description,
@@ -137,22 +180,26 @@ def service_to_dict(view: ServiceView) -> dict[str, Any]:
         "started_at": iso_time(min(starts)) if starts else None,
         "replicas": {"desired": view.desired_replicas, "running": view.running},
         "health": service_health(view),
-        "stats": {
-            "uptime_seconds": round(min(uptimes), 3) if uptimes else None,
-            "cpu_percent": None if cpu is None else round(cpu, 1),
-            "memory_bytes": None if memory is None else int(memory),
-            "memory_mb": _mb(None if memory is None else int(memory)),
-            "restarts": sum(i.restarts for i in view.instances),
-            "sessions_active": _sum_or_none([i.sessions for i in view.instances]),
-        },
+        "stats": {**summary, **(stats or {})},
         "instances": [instance_to_dict(i) for i in view.instances],
     }
 
 
-def service_detail_to_dict(view: ServiceView) -> dict[str, Any]:
-    data = service_to_dict(view)
+def service_detail_to_dict(
+    view: ServiceView, *, service_id: str | None = None, stats: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    data = service_to_dict(view, service_id=service_id, stats=stats)
+    data["health_check"] = health_summary(view)
     data["config"] = config_to_dict(view.config)
     return data
+
+
+async def describe_service(deps: AdminDeps, name: str) -> dict[str, Any]:
+    """The detail of a configured service, with its id and stats (store included)."""
+    view = deps.supervisor.service(name)
+    ids = await service_ids(deps, [name])
+    stats = await service_stats(deps, view)
+    return service_detail_to_dict(view, service_id=ids[name], stats=stats)
 
 
 def services_blueprint(deps: AdminDeps) -> Blueprint:
@@ -171,24 +218,30 @@ def services_blueprint(deps: AdminDeps) -> Blueprint:
             if (tag is None or tag in view.tags) and status in (None, view.state)
         ]
         page = views[offset : offset + limit]
+        ids = await service_ids(deps, [view.name for view in page])
         return success(
             {
-                "services": [service_to_dict(view) for view in page],
+                "services": [
+                    service_to_dict(view, service_id=ids[view.name], stats=live_stats(deps, view))
+                    for view in page
+                ],
                 "total": len(views),
-                "page": {"limit": limit, "offset": offset, "has_next": offset + limit < len(views)},
+                "page": page_of(limit, offset, has_next=offset + limit < len(views)),
             }
         )
 
     @blueprint.get("/services/<service_id>")
     async def show_service(service_id: str) -> tuple[Response, int]:
-        return success(service_detail_to_dict(deps.supervisor.service(service_id)))
+        return success(await describe_service(deps, await resolve_service(deps, service_id)))
 
     @blueprint.get("/services/<service_id>/instances")
     async def list_instances(service_id: str) -> tuple[Response, int]:
-        view = deps.supervisor.service(service_id)
+        name = await resolve_service(deps, service_id)
+        view = deps.supervisor.service(name)
         return success(
             {
-                "service_id": view.name,
+                "service_id": (await service_ids(deps, [name]))[name],
+                "name": name,
                 "instances": [instance_to_dict(i) for i in view.instances],
                 "total": len(view.instances),
             }
@@ -196,7 +249,8 @@ def services_blueprint(deps: AdminDeps) -> Blueprint:
 
     async def operate(service_id: str, action: str) -> tuple[Response, int]:
         supervisor = deps.supervisor
-        name = supervisor.service(service_id).name  # 404 before anything is touched
+        name = await resolve_service(deps, service_id)  # 404 before anything is touched
+        source = request_source(request.headers)
         timeout = query_float(
             request.args, "timeout", DEFAULT_OPERATION_TIMEOUT, minimum=0, maximum=3600
         )
@@ -204,18 +258,20 @@ def services_blueprint(deps: AdminDeps) -> Blueprint:
         started = time.monotonic()
         with trio.move_on_after(timeout) as waited:
             if action == "start":
-                await supervisor.start(name, source="api")
+                await supervisor.start(name, source=source)
             elif action == "stop":
-                await supervisor.stop(name, source="api")
+                await supervisor.stop(name, source=source)
             else:
-                await supervisor.restart(name, source="api", force=force)
+                await supervisor.restart(name, source=source, force=force)
         settled = not waited.cancelled_caught
+        stable_id = (await service_ids(deps, [name]))[name]
         data = {
             "action": action,
-            "service_id": name,
+            "service_id": stable_id,
+            "name": name,
             "settled": settled,
             "elapsed_seconds": round(time.monotonic() - started, 3),
-            "service": service_to_dict(supervisor.service(name)),
+            "service": service_to_dict(supervisor.service(name), service_id=stable_id),
         }
         # 202: accepted, still in progress in the supervisor after ``timeout``.
         return success(data, 200 if settled else 202)

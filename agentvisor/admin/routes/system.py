@@ -6,9 +6,10 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
 from agentvisor.admin.errors import success
+from agentvisor.admin.lookup import request_source
 
 if TYPE_CHECKING:
     from agentvisor.admin.app import AdminDeps
@@ -50,7 +51,7 @@ def system_blueprint(deps: AdminDeps) -> Blueprint:
 
     @blueprint.post("/api/v1/reload")
     async def reload() -> tuple[Response, int]:
-        result = await deps.supervisor.reload(source="api")
+        result = await deps.supervisor.reload(source=request_source(request.headers))
         return success(result.to_dict())
 
     return blueprint

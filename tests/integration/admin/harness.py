@@ -15,7 +15,7 @@ import httpx
 import trio
 
 from agentvisor import __version__
-from agentvisor.admin.app import AdminDeps
+from agentvisor.admin.app import AdminDeps, AdminLimits
 from agentvisor.admin.serve import AdminServer
 from agentvisor.config.load import load_config
 from agentvisor.events import EventBus
@@ -34,7 +34,10 @@ def sleeper(name: str, *, replicas: int = 1, tags: tuple[str, ...] = (), extra: 
     )
 
 
-def write_config(path: Path, agents: str, *, token: str | None = TOKEN) -> Path:
+def write_config(
+    path: Path, agents: str, *, token: str | None = TOKEN, admin_extra: str = ""
+) -> Path:
+    """``admin_extra``: more lines of the ``[admin]`` table (``cors_origins = [...]``)."""
     token_line = f'token = "{token}"' if token else ""
     path.write_text(
         f"""
@@ -46,6 +49,7 @@ port_range = [40000, 49999]
 [admin]
 bind = ["127.0.0.1:0", "unix:adm.sock"]
 {token_line}
+{admin_extra}
 
 {agents}
 """
@@ -71,8 +75,13 @@ class Admin:
 
 
 @asynccontextmanager
-async def running_admin(config_path: Path) -> AsyncIterator[Admin]:
-    """Supervisor and admin API as the daemon composes them; shut down on exit."""
+async def running_admin(
+    config_path: Path, *, limits: AdminLimits | None = None
+) -> AsyncIterator[Admin]:
+    """Supervisor and admin API as the daemon composes them; shut down on exit.
+
+    ``limits`` replaces the admin API's defaults (rate limit clock, stream keepalive…).
+    """
     config = load_config(config_path)
     async with open_launcher() as launcher, trio.open_nursery() as nursery:
         supervisor = Supervisor(config, bus=EventBus(), launcher=launcher)
@@ -85,6 +94,8 @@ async def running_admin(config_path: Path) -> AsyncIterator[Admin]:
             config_path=config.source,
             token=config.admin.token,
         )
+        if limits is not None:
+            deps.limits = limits
         binds: list[str] = await nursery.start(AdminServer(deps, config.admin, config.base_dir).run)
         url = next(bind for bind in binds if bind.startswith("http://"))
         socket = next(bind for bind in binds if bind.startswith("unix:")).removeprefix("unix:")

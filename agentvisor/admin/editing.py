@@ -1,0 +1,179 @@
+"""API edits of agentvisor.toml: written, then applied, one at a time, and audited.
+
+The file is the desired state, so registering, reconfiguring, scaling or
+removing a service and changing a routing rule are edits of it
+(:class:`~agentvisor.config.persist.ConfigEditor`: validated as a whole,
+written atomically), followed by ``Supervisor.apply`` of the config just
+written: the reload path, so only what changed is touched.
+
+``AdminDeps.edit_lock`` is held from the write until the supervisor has
+taken up the new config. The editor alone serializes writes, but two
+requests could then apply their configs in the opposite order (the older
+one last, undoing the newer one's change in the running system while the
+file has both). The lock is released before the rolling restarts an edit
+causes: those can take ``drain_timeout`` or ``startsecs`` per replica, and
+other edits need not wait for them (a later reload takes over a roll).
+
+An edit written but not applied (no free port for a new replica: the
+supervisor plans ports only when applying) is written back, so the file
+never promises what is not running.
+
+Every attempt is an operator action in the audit log, with its source
+(``api``, ``cli``, ``console``) and its outcome, rejected ones included.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from agentvisor.config.diff import plan_reload
+from agentvisor.errors import AgentvisorError
+from agentvisor.events import OperatorAction
+from agentvisor.supervise.supervisor import ReloadResult
+
+log = logging.getLogger("agentvisor.admin")
+
+if TYPE_CHECKING:
+    from agentvisor.admin.app import AdminDeps
+    from agentvisor.config.model import Config
+    from agentvisor.config.persist import ConfigEditor
+    from agentvisor.supervise.supervisor import Supervisor
+
+#: Default bound on waiting for the rolling restarts an edit causes.
+DEFAULT_APPLY_TIMEOUT = 60.0
+#: How often an edit checks whether the supervisor has taken up its config.
+TAKE_UP_POLL_INTERVAL = 0.01
+
+
+class EditsUnavailable(AgentvisorError):
+    """agentvisor runs without a config file it may write (an embedded use)."""
+
+    code = "UNAVAILABLE"
+
+
+def require_editor(deps: AdminDeps) -> ConfigEditor:
+    if deps.editor is None:
+        raise EditsUnavailable(
+            "this agentvisor has no config file to edit; change its config and reload instead"
+        )
+    return deps.editor
+
+
+def publish_action(
+    deps: AdminDeps, action: str, target: str, source: str, outcome: str, message: str
+) -> None:
+    deps.supervisor.bus.publish(
+        OperatorAction(action, target, source, outcome, message, time.time())
+    )
+
+
+@attrs.frozen
+class Applied:
+    """What an edit did: the reload's result, or its plan while it is still going on."""
+
+    result: ReloadResult
+    settled: bool  # False: rolling restarts still running after the caller's timeout
+
+
+async def edit_and_apply(
+    deps: AdminDeps,
+    edit: Callable[[ConfigEditor], Awaitable[Config]],
+    *,
+    action: str,
+    target: str,
+    source: str,
+    describe: str,
+    timeout: float = DEFAULT_APPLY_TIMEOUT,  # noqa: ASYNC109
+) -> Applied:
+    """Write the edit, apply the new config, record the attempt; errors propagate.
+
+    ``describe`` is the audit message of a success, e.g. ``registered weather``.
+    A rejected edit (invalid config, unknown service…) leaves the file as it
+    was and the running system untouched. Rolling restarts the edit causes
+    are waited for up to ``timeout``; they go on in the supervisor after it.
+    """
+    editor = require_editor(deps)
+    supervisor = deps.supervisor
+    finished = trio.Event()
+    results: list[ReloadResult] = []
+    failures: list[AgentvisorError] = []
+    rejected: AgentvisorError | None = None
+    planned: ReloadResult | None = None
+
+    async def apply(config: Config) -> None:
+        try:
+            results.append(await supervisor.apply(config, source=source))
+        except AgentvisorError as error:
+            failures.append(error)
+        finally:
+            finished.set()
+
+    async with trio.open_nursery() as nursery:
+        async with deps.edit_lock:
+            try:
+                before = await trio.to_thread.run_sync(_read, editor.path)
+                config = await edit(editor)
+            except AgentvisorError as error:
+                rejected = error
+            else:
+                planned = ReloadResult(plan_reload(supervisor.config, config))
+                if config == supervisor.config:
+                    results.append(planned)  # nothing to apply (and nothing to reorder)
+                    finished.set()
+                else:
+                    nursery.start_soon(apply, config)
+                    await _taken_up(supervisor, config, finished)
+                    if failures:
+                        await _restore(editor, before)
+                        rejected = failures[0]
+        if rejected is None:
+            with trio.move_on_after(timeout):
+                await finished.wait()
+        nursery.cancel_scope.cancel()  # stop waiting; the supervisor's work goes on
+    if rejected is not None:
+        publish_action(deps, action, target, source, "rejected", rejected.message)
+        raise rejected
+    if results:
+        applied = Applied(results[0], True)
+    else:
+        assert planned is not None
+        applied = Applied(planned, False)
+    result = applied.result
+    message = describe if not result.failed else f"{describe}; {result.describe()}"
+    if not applied.settled:
+        message += f"; rolling restarts still running after {timeout:g}s"
+    publish_action(deps, action, target, source, "failed" if result.failed else "ok", message)
+    return applied
+
+
+async def _taken_up(supervisor: Supervisor, config: Config, finished: trio.Event) -> None:
+    """Wait until the supervisor runs ``config`` (its reload has done everything but the
+    rolling restarts) or the apply ended (maybe failing). After that, a later edit's
+    apply can no longer overtake this one."""
+    while not finished.is_set() and supervisor.config != config:
+        with trio.move_on_after(TAKE_UP_POLL_INTERVAL):
+            await finished.wait()
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+async def _restore(editor: ConfigEditor, text: str | None) -> None:
+    """Write ``text`` back after an edit the supervisor could not apply."""
+    if text is None:
+        return
+    try:
+        await editor.edit(lambda _current: text)
+    except AgentvisorError as error:
+        log.error("could not restore %s after a failed apply: %s", editor.path, error.message)

@@ -1,0 +1,170 @@
+"""OpenAPI of the routing rules (``routes/rules.py``), the ``[[routes]]`` of agentvisor.toml."""
+
+from __future__ import annotations
+
+from agentvisor.admin.openapi.vocabulary import (
+    BOOLEAN,
+    INTEGER,
+    OFFSET,
+    STRING,
+    Schema,
+    array,
+    enum,
+    limit_parameter,
+    nullable,
+    obj,
+    operation,
+    path_parameter,
+    query_parameter,
+    ref,
+)
+
+TAG = "Routing"
+OPERATORS = (
+    "equals",
+    "not_equals",
+    "contains",
+    "starts_with",
+    "ends_with",
+    "regex",
+    "in",
+    "not_in",
+    "exists",
+    "cidr",
+)
+RULE_ID = path_parameter("rule_id", "The rule's name")
+ANY: Schema = {"description": "A string, number, list or boolean, as the operator needs"}
+
+
+def _condition(*, response: bool) -> Schema:
+    properties = {
+        "field": {
+            "type": "string",
+            "description": "client_ip, path, user_agent, origin, subprotocol, header.NAME, "
+            "query.NAME",
+        },
+        "operator": enum(OPERATORS),
+        "value": ANY,
+        "case_sensitive": BOOLEAN,
+    }
+    if response:
+        return obj(properties)
+    return obj(
+        {**properties, "op": enum(OPERATORS)},
+        optional=("operator", "value", "op", "case_sensitive"),
+    )
+
+
+def _rule_body(*, create: bool) -> Schema:
+    properties: dict[str, Schema] = {
+        "name": STRING,
+        "priority": INTEGER,
+        "enabled": BOOLEAN,
+        "conditions": array(_condition(response=False)),
+        "target_agents": array(STRING),
+        "target_tags": array(STRING),
+        "target_strategy": {
+            "type": "string",
+            "nullable": True,
+            "description": "round_robin, least_connections, weighted_random, power_of_two, "
+            "ip_hash, random, hash:header.NAME, hash:query.NAME (also `strategy`)",
+        },
+        "action": enum(("route", "reject")),
+        "description": STRING,
+        "wrap_messages": BOOLEAN,
+    }
+    optional = [key for key in properties if not (create and key == "name")]
+    return obj(
+        properties,
+        optional=optional,
+        description="The seed's names; the file's (`match` with `op`, `strategy`) work too",
+    )
+
+
+def schemas() -> dict[str, Schema]:
+    return {
+        "RoutingRule": obj(
+            {
+                "rule_id": STRING,
+                "name": STRING,
+                "priority": INTEGER,
+                "enabled": BOOLEAN,
+                "action": enum(("route", "reject")),
+                "conditions": array(_condition(response=True)),
+                "target_agents": array(STRING),
+                "target_tags": array(STRING),
+                "target_strategy": nullable(STRING),
+                "description": STRING,
+                "wrap_messages": BOOLEAN,
+                "order": {"type": "integer", "description": "Position in the file"},
+            }
+        ),
+        "RuleRequest": _rule_body(create=True),
+        "RuleChanges": _rule_body(create=False),
+        "RuleList": obj(
+            {"rules": array(ref("RoutingRule")), "total": INTEGER, "page": ref("Page")}
+        ),
+        "RuleResult": obj({"rule": ref("RoutingRule"), "reload": ref("ReloadResult")}),
+        "RuleDeleted": obj({"rule_id": STRING, "deleted": BOOLEAN, "reload": ref("ReloadResult")}),
+    }
+
+
+def paths() -> dict[str, Schema]:
+    edit_errors = (422, 500, 503)
+    return {
+        "/api/v1/routing/rules": {
+            "get": operation(
+                "listRoutingRules",
+                "The rules in the order the router tries them (priority, then file order)",
+                tag=TAG,
+                data=ref("RuleList"),
+                parameters=(
+                    query_parameter("enabled", BOOLEAN, "Only enabled (or disabled) rules"),
+                    limit_parameter(),
+                    OFFSET,
+                ),
+                errors=(400,),
+            ),
+            "post": operation(
+                "createRoutingRule",
+                "Add a rule to agentvisor.toml and apply it",
+                tag=TAG,
+                data=ref("RuleResult"),
+                statuses=(201,),
+                body=ref("RuleRequest"),
+                body_required=True,
+                mutating=True,
+                errors=edit_errors,
+            ),
+        },
+        "/api/v1/routing/rules/{rule_id}": {
+            "get": operation(
+                "getRoutingRule",
+                "One rule",
+                tag=TAG,
+                data=ref("RoutingRule"),
+                parameters=(RULE_ID,),
+                errors=(404,),
+            ),
+            "put": operation(
+                "updateRoutingRule",
+                "Change a rule (a JSON merge patch; `name` renames it)",
+                tag=TAG,
+                data=ref("RuleResult"),
+                parameters=(RULE_ID,),
+                body=ref("RuleChanges"),
+                body_required=True,
+                mutating=True,
+                errors=(404, *edit_errors),
+            ),
+            "delete": operation(
+                "deleteRoutingRule",
+                "Remove a rule from agentvisor.toml",
+                tag=TAG,
+                data=ref("RuleDeleted"),
+                parameters=(RULE_ID,),
+                mutating=True,
+                errors=(404, *edit_errors),
+            ),
+        },
+    }

@@ -1,0 +1,187 @@
+"""OpenAPI of the figures (``routes/stats.py``): overview, per-service stats, time series."""
+
+from __future__ import annotations
+
+from agentvisor.admin.openapi.vocabulary import (
+    INTEGER,
+    NUMBER,
+    SERVICE_ID,
+    STRING,
+    Schema,
+    array,
+    enum,
+    nullable,
+    obj,
+    operation,
+    query_parameter,
+    ref,
+)
+
+TAG = "Stats"
+METRICS = ("connections", "sessions", "cpu", "memory", "messages", "errors", "restarts")
+MAYBE_NUMBER = nullable(NUMBER)
+MAYBE_INTEGER = nullable(INTEGER)
+
+
+def schemas() -> dict[str, Schema]:
+    return {
+        "Overview": obj(
+            {
+                "services": obj(
+                    {
+                        "total": INTEGER,
+                        "running": INTEGER,
+                        "stopped": INTEGER,
+                        "error": {"type": "integer", "description": "fatal, backoff or exited"},
+                        "by_state": {"type": "object", "additionalProperties": INTEGER},
+                    }
+                ),
+                "instances": obj({"total": INTEGER, "running": INTEGER}),
+                "connections": obj(
+                    {
+                        "total": {"type": "integer", "description": "Routed since start"},
+                        "active": INTEGER,
+                        "peak_today": INTEGER,
+                    }
+                ),
+                "sessions": obj(
+                    {
+                        "active": INTEGER,
+                        "total": {"type": "integer", "description": "Since the workers started"},
+                        "completed": INTEGER,
+                    }
+                ),
+                "performance": obj(
+                    {
+                        "avg_response_time_ms": MAYBE_NUMBER,
+                        "avg_turn_duration_ms": MAYBE_NUMBER,
+                        "throughput_per_minute": MAYBE_NUMBER,
+                        "error_rate": NUMBER,
+                    }
+                ),
+                "resources": obj(
+                    {
+                        "total_memory_mb": NUMBER,
+                        "total_cpu_percent": NUMBER,
+                        "workers": obj({"memory_mb": NUMBER, "cpu_percent": NUMBER}),
+                        "agentvisor": obj(
+                            {"pid": INTEGER, "cpu_percent": MAYBE_NUMBER, "memory_mb": MAYBE_NUMBER}
+                        ),
+                    }
+                ),
+                "uptime_seconds": NUMBER,
+            },
+            description="The seed's overview object, plus instances and agentvisor itself",
+        ),
+        "SeedServiceStats": obj(
+            {
+                "total_connections": INTEGER,
+                "active_connections": INTEGER,
+                "peak_connections": INTEGER,
+                "total_sessions": MAYBE_INTEGER,
+                "active_sessions": MAYBE_INTEGER,
+                "completed_sessions": MAYBE_INTEGER,
+                "avg_session_duration": MAYBE_NUMBER,
+                "avg_turn_duration": MAYBE_NUMBER,
+                "turns": MAYBE_INTEGER,
+                "memory_usage_mb": MAYBE_NUMBER,
+                "cpu_usage_percent": MAYBE_NUMBER,
+                "error_count": MAYBE_INTEGER,
+                "error_rate": MAYBE_NUMBER,
+                "restarts": INTEGER,
+                "uptime_seconds": MAYBE_NUMBER,
+            },
+            description="Sessions and turns are null for command workers (they report none)",
+        ),
+        "ServiceStatsResult": obj(
+            {
+                "service_id": STRING,
+                "name": STRING,
+                "status": STRING,
+                "stats": ref("SeedServiceStats"),
+                "instances": array(
+                    obj(
+                        {
+                            "instance": INTEGER,
+                            "state": STRING,
+                            "cpu_percent": MAYBE_NUMBER,
+                            "memory_mb": MAYBE_NUMBER,
+                            "sessions": MAYBE_INTEGER,
+                            "restarts": INTEGER,
+                            "uptime_seconds": MAYBE_NUMBER,
+                        }
+                    )
+                ),
+            }
+        ),
+        "Timeseries": obj(
+            {
+                "metric": enum(METRICS),
+                "period": STRING,
+                "interval": STRING,
+                "period_seconds": NUMBER,
+                "interval_seconds": NUMBER,
+                "service_id": nullable(STRING),
+                "data": array(
+                    obj(
+                        {
+                            "timestamp": {"type": "string", "format": "date-time"},
+                            "value": {
+                                "type": "number",
+                                "nullable": True,
+                                "description": "null: no sample in the bucket (a gap)",
+                            },
+                        }
+                    )
+                ),
+            }
+        ),
+    }
+
+
+def _overview(operation_id: str) -> Schema:
+    return {
+        "get": operation(
+            operation_id,
+            "System overview: services, connections, sessions, performance, resources",
+            tag=TAG,
+            data=ref("Overview"),
+        )
+    }
+
+
+DURATION = {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[smhdwSMHDW]?\s*$"}
+
+
+def paths() -> dict[str, Schema]:
+    return {
+        "/api/v1/stats": _overview("getStats"),
+        "/api/v1/stats/overview": _overview("getStatsOverview"),
+        "/api/v1/stats/timeseries": {
+            "get": operation(
+                "getTimeseries",
+                "A metric over time, in buckets, from the state store",
+                tag=TAG,
+                data=ref("Timeseries"),
+                parameters=(
+                    query_parameter("metric", enum(METRICS), "Which series (default connections)"),
+                    query_parameter("period", DURATION, "How far back: 30m, 1h, 7d (default 1h)"),
+                    query_parameter(
+                        "interval", DURATION, "Bucket width: 1m, 5m (default: ~60 buckets)"
+                    ),
+                    query_parameter("service_id", STRING, "One service (stable id or name)"),
+                ),
+                errors=(400, 404, 503),
+            )
+        },
+        "/api/v1/services/{service_id}/stats": {
+            "get": operation(
+                "getServiceStats",
+                "A service's connections, sessions, errors, cpu and memory",
+                tag="Services",
+                data=ref("ServiceStatsResult"),
+                parameters=(SERVICE_ID,),
+                errors=(404,),
+            )
+        },
+    }

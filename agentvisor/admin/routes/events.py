@@ -1,0 +1,73 @@
+"""The audit log: ``GET /api/v1/events``, newest first, from the state store.
+
+Rows are state transitions (with their cause), exits, health changes,
+reloads and operator actions with their ``source`` (``api``, ``cli``,
+``console``, ``signal``, ``reload``, ``health``, ``memory``, ``autoscaler``).
+``since`` (ISO 8601 or epoch seconds) keeps rows at or after that time, which
+is how ``agentvisorctl events -f`` polls when it cannot stream; ``kind``
+(repeatable or comma-separated) keeps some kinds only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from quart import Blueprint, Response, request
+
+from agentvisor.admin.errors import page_of, query_int, query_time, success
+from agentvisor.admin.lookup import require_store, resolve_known
+from agentvisor.admin.routes.system import iso_time
+
+if TYPE_CHECKING:
+    from agentvisor.admin.app import AdminDeps
+    from agentvisor.store.records import EventRecord
+
+MAX_LIMIT = 1000
+MAX_OFFSET = 100_000
+
+
+def event_record_to_dict(record: EventRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "at": iso_time(record.at),
+        "timestamp": record.at,
+        "kind": record.kind,
+        "service": record.service,
+        "instance": record.replica,
+        "action": record.action,
+        "old": record.old,
+        "new": record.new,
+        "source": record.source,
+        "outcome": record.outcome,
+        "message": record.message,
+        "details": record.details,
+    }
+
+
+def events_blueprint(deps: AdminDeps) -> Blueprint:
+    blueprint = Blueprint("events", __name__)
+
+    @blueprint.get("/events")
+    async def events() -> tuple[Response, int]:
+        args = request.args
+        limit = query_int(args, "limit", 100, minimum=1, maximum=MAX_LIMIT)
+        offset = query_int(args, "offset", 0, minimum=0, maximum=MAX_OFFSET)
+        since = query_time(args, "since")
+        ref = args.get("service_id") or args.get("service")
+        name = await resolve_known(deps, ref) if ref else None
+        kinds = [
+            kind.strip() for raw in args.getlist("kind") for kind in raw.split(",") if kind.strip()
+        ]
+        store = require_store(deps)
+        found = await store.events(
+            offset + limit + 1, since=since, service=name, kinds=kinds or None
+        )
+        page = found[offset : offset + limit]
+        return success(
+            {
+                "events": [event_record_to_dict(record) for record in page],
+                "page": page_of(limit, offset, has_next=len(found) > offset + limit),
+            }
+        )
+
+    return blueprint

@@ -1,0 +1,121 @@
+"""Figures for dashboards: the overview, per-service stats, and metric time series.
+
+``GET /stats`` and ``GET /stats/overview`` are the same object (the seed
+names both). Time series come from the state store: ``period`` is how far
+back, ``interval`` the width of a bucket (both ``30s``, ``5m``, ``1h``,
+``7d`` or seconds); without ``interval`` the period is cut into about 60
+buckets. A bucket with no sample is ``null`` (a gap), not 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import trio
+from quart import Blueprint, Response, request
+
+from agentvisor.admin.errors import query_choice, query_duration, success
+from agentvisor.admin.lookup import require_store, resolve_known, resolve_service
+from agentvisor.admin.lookup import service_id as service_id_of
+from agentvisor.admin.routes.system import iso_time
+from agentvisor.admin.usage import overview, own_resources, service_stats
+from agentvisor.store.records import Metric
+
+if TYPE_CHECKING:
+    from agentvisor.admin.app import AdminDeps
+
+METRICS = tuple(metric.value for metric in Metric)
+DEFAULT_PERIOD = 3600.0
+MAX_PERIOD = 366 * 86400.0
+#: Buckets a default interval aims at.
+DEFAULT_BUCKETS = 60
+
+
+def default_interval(period: float) -> float:
+    """About ``DEFAULT_BUCKETS`` buckets; whole minutes once a bucket is a minute or more."""
+    raw = period / DEFAULT_BUCKETS
+    if raw >= 60:
+        return math.ceil(raw / 60) * 60.0
+    return float(max(1, math.ceil(raw)))
+
+
+def _duration_text(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def stats_blueprint(deps: AdminDeps) -> Blueprint:
+    blueprint = Blueprint("stats", __name__)
+
+    async def system_overview() -> tuple[Response, int]:
+        own = await trio.to_thread.run_sync(own_resources, deps.process)
+        return success(await overview(deps, own))
+
+    @blueprint.get("/stats")
+    async def stats() -> tuple[Response, int]:
+        return await system_overview()
+
+    @blueprint.get("/stats/overview")
+    async def stats_overview() -> tuple[Response, int]:
+        return await system_overview()
+
+    @blueprint.get("/stats/timeseries")
+    async def timeseries() -> tuple[Response, int]:
+        args = request.args
+        metric = query_choice(args, "metric", METRICS) or "connections"
+        period = query_duration(args, "period", DEFAULT_PERIOD, minimum=1, maximum=MAX_PERIOD)
+        assert period is not None
+        interval = query_duration(args, "interval", None, minimum=1, maximum=MAX_PERIOD)
+        if interval is None:
+            interval = default_interval(period)
+        ref = args.get("service_id") or args.get("service")
+        name = await resolve_known(deps, ref) if ref else None
+        store = require_store(deps)
+        points = await store.timeseries(metric, period, interval, service=name)
+        return success(
+            {
+                "metric": metric,
+                "period": args.get("period") or _duration_text(period),
+                "interval": args.get("interval") or _duration_text(interval),
+                "period_seconds": period,
+                "interval_seconds": interval,
+                "service_id": None if name is None else await service_id_of(deps, name),
+                "data": [
+                    {"timestamp": iso_time(point.timestamp), "value": point.value}
+                    for point in points
+                ],
+            }
+        )
+
+    @blueprint.get("/services/<service_id>/stats")
+    async def one_service(service_id: str) -> tuple[Response, int]:
+        name = await resolve_service(deps, service_id)
+        view = deps.supervisor.service(name)
+        figures: dict[str, Any] = await service_stats(deps, view)
+        return success(
+            {
+                "service_id": await service_id_of(deps, name),
+                "name": name,
+                "status": view.state,
+                "stats": figures,
+                "instances": [
+                    {
+                        "instance": i.replica,
+                        "state": i.state,
+                        "cpu_percent": i.cpu_percent,
+                        "memory_mb": (
+                            None if i.memory_bytes is None else round(i.memory_bytes / 2**20, 1)
+                        ),
+                        "sessions": i.sessions,
+                        "restarts": i.restarts,
+                        "uptime_seconds": None if i.uptime is None else round(i.uptime, 3),
+                    }
+                    for i in view.instances
+                ],
+            }
+        )
+
+    return blueprint
