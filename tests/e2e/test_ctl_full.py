@@ -29,6 +29,7 @@ def write_config(path: Path) -> Path:
         NOTES
         + '[supervisor]\nstate_dir = "state"\nport_range = [50000, 59999]\n\n'
         + '[admin]\nbind = ["unix:state/admin.sock"]  # local only\n\n'
+        + '[router]\nbind = ["127.0.0.1:0"]\n\n'
         + "# the first agent\n"
         + sleeper("alpha")
     )

@@ -30,6 +30,9 @@ port_range = [30000, 39999]
 [admin]
 bind = ["unix:state/admin.sock"]
 
+[router]
+bind = ["127.0.0.1:0"]
+
 {agents}
 """
 
