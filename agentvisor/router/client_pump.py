@@ -129,7 +129,7 @@ def _from_client(
         elif kind == MESSAGE:
             opcode, payload = record[1], record[2]
             if conn.plan.wrap:
-                pieces.append(_wrap(conn, opcode, payload))
+                pieces.append(wrap_message(conn, opcode, payload))
             if opcode == OP_TEXT and b"user.message" in payload:
                 conn.tracker.client_message(payload)
         elif record[1] == OP_CLOSE:
@@ -141,7 +141,7 @@ def _from_client(
     return b"".join(pieces), None
 
 
-def _wrap(conn: Connection, opcode: int, payload: bytes) -> bytes:
+def wrap_message(conn: Connection, opcode: int, payload: bytes) -> bytes:
     """The seeds' envelope around a client message (``wrap_messages = true``)."""
     if opcode == OP_BINARY:
         return encode_frame(OP_BINARY, payload, mask=random_mask())

@@ -8,9 +8,18 @@ the router reconnects it elsewhere. The steps (PROTOCOL.md §2):
    within a grace period (the dead instance may come back, restarted);
 3. ``user.resume_session`` every session seen on this connection with the
    last ``seq`` the client got, so the worker replays only what was missed;
-4. ``service_switched`` to the client, ``session_preserved`` true when every
-   resume was answered with ``agent.session_resumed``;
-5. deliver what the client sent meanwhile, and relay again.
+4. send again each ``user.message`` whose turn was in flight and that went to
+   the lost worker (kept by the tracker, ``sessions.py``; in the client's
+   order): the lost worker may never have received it, e.g. a message the
+   client sent in the instant the worker died, before the router noticed.
+   At-least-once: if the lost worker had stored it, the new worker's resume
+   reports that turn as ``agent.cancelled`` (reason ``worker_lost``) and then
+   runs the message again. A message sent without a ``session_id`` whose
+   ``agent.session_created`` never came is sent as it was (the new worker
+   creates the session); once the session was created, it is sent with it;
+5. deliver what the client sent meanwhile (after the messages sent again);
+6. ``service_switched`` to the client, ``session_preserved`` true when every
+   resume was answered with ``agent.session_resumed``; relay again.
 
 A drain takes the same path, started between two messages instead of by a
 loss. A connection that cannot be moved cleanly (the worker died in the
@@ -51,6 +60,7 @@ from agentvisor.router.relay import Connection
 from agentvisor.router.table import ConnectionStatus
 
 if TYPE_CHECKING:
+    from agentvisor.router.sessions import Kept
     from agentvisor.router.upstream import Upstream
 
 #: How long the new worker may take to answer the resumes.
@@ -84,7 +94,7 @@ async def relay_loop(conn: Connection, upstream: Upstream) -> None:
 
 
 async def switch_upstream(conn: Connection, old: Upstream, reason: str) -> Upstream | None:
-    """Steps 1 to 5 above; None when the connection must end (its close code is set)."""
+    """Steps 1 to 6 above; None when the connection must end (its close code is set)."""
     router = conn.router
     conn.switch_reason = None
     conn.switch_force_at = math.inf
@@ -107,8 +117,13 @@ async def switch_upstream(conn: Connection, old: Upstream, reason: str) -> Upstr
                 break
             router.table.move(conn.id, candidate.endpoint.service, candidate.endpoint.instance_id)
             conn.upstream = candidate
+            in_flight = conn.tracker.to_resend()
             preserved = await _resume(conn, candidate)
-            if preserved is None or not await _deliver_pending(conn, candidate):
+            if (
+                preserved is None
+                or not await _resend(conn, candidate, in_flight)
+                or not await _deliver_pending(conn, candidate)
+            ):
                 candidate.channel.close()  # died already: try the next one
                 exclude = candidate.endpoint.instance_id
                 continue
@@ -196,10 +211,27 @@ async def _resume(conn: Connection, up: Upstream) -> bool | None:
     return preserved
 
 
+async def _resend(conn: Connection, up: Upstream, in_flight: list[Kept]) -> bool:
+    """Send again the user messages whose turns were in flight; False if ``up`` died."""
+    frames = []
+    for kept in in_flight:
+        payload = conn.tracker.resend(kept)
+        if payload is not None:
+            frames.append(conn.client_frame(payload))
+    if not frames:
+        return True
+    try:
+        await up.channel.send(b"".join(frames))
+    except ChannelClosed:
+        return False
+    return True
+
+
 async def _deliver_pending(conn: Connection, up: Upstream) -> bool:
     """Send what the client sent while no worker was connected; False if ``up`` died."""
     while conn.pending:
         chunk = b"".join(conn.pending)
+        upto = conn.pending_upto
         conn.pending.clear()
         conn.pending_bytes = 0
         try:
@@ -208,6 +240,7 @@ async def _deliver_pending(conn: Connection, up: Upstream) -> bool:
             conn.pending.insert(0, chunk)
             conn.pending_bytes += len(chunk)
             return False
+        conn.tracker.mark_sent(upto)
     return True
 
 

@@ -25,16 +25,18 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from agentvisor.router.channels import Channel, ChannelClosed, SocketChannel
-from agentvisor.router.client_pump import KEEPALIVE_PAYLOAD, client_pump
+from agentvisor.router.client_pump import KEEPALIVE_PAYLOAD, client_pump, wrap_message
 from agentvisor.router.closing import finish
 from agentvisor.router.engine import engine_error, on_client_readable, on_upstream_readable
 from agentvisor.router.frames import (
     CLOSE_GOING_AWAY,
     OP_PING,
+    OP_TEXT,
     FrameError,
     FrameScanner,
     Record,
     encode_frame,
+    random_mask,
 )
 from agentvisor.router.notices import notification
 from agentvisor.router.outcomes import CLEANUP_TIMEOUT, CLOSE_TIMEOUT, Outcome
@@ -89,6 +91,7 @@ class Connection:
         self.ready_event = trio.Event()
         self.pending: list[bytes] = []  # client bytes kept while no worker is connected
         self.pending_bytes = 0
+        self.pending_upto = 0  # the user messages (numbered by the tracker) in ``pending``
         self.pending_limit = max(PENDING_LIMIT, config.max_message_bytes + 65536)
         self.client_sending = False
         self.awaiting_idle_client = False  # a switch waits for the client pump's write to end
@@ -424,6 +427,7 @@ class Connection:
             if not self.pending or self.pending_bytes + len(data) <= self.pending_limit:
                 self.pending.append(data)
                 self.pending_bytes += len(data)
+                self.pending_upto = self.tracker.recorded
                 return
             self.client_waiting = True
             try:
@@ -436,16 +440,24 @@ class Connection:
         try:
             await up.channel.send(memoryview(data)[sent:] if sent else data)
             self.client_sent_boundary = self.client_scanner.at_message_boundary
+            self.tracker.mark_sent(self.tracker.recorded)
         except ChannelClosed:
             # The worker went away under the write: its successor gets these bytes.
             self.detach()
             self.pending.append(data)
             self.pending_bytes += len(data)
+            self.pending_upto = self.tracker.recorded
             self.interrupt(only_if_receiving=True)
         finally:
             self.client_sending = False
             if self.awaiting_idle_client:
                 self.notify_changed()
+
+    def client_frame(self, payload: bytes) -> bytes:
+        """A client text message, as the worker gets it (masked; wrapped if the route asks)."""
+        if self.plan.wrap:
+            return wrap_message(self, OP_TEXT, payload)
+        return encode_frame(OP_TEXT, payload, mask=random_mask())
 
     # -- the end -----------------------------------------------------------------------
 

@@ -7,6 +7,14 @@ was missed), and whether a turn is in flight (a ``user.message`` relayed,
 its ``final_answer`` / ``cancelled`` / ``error`` not yet). The relay passes
 only the messages that contain ``agent.`` or ``user.message`` (a byte search
 on the frame payload), so ordinary traffic is never decoded.
+
+It also keeps the payload of each ``user.message`` whose turn is in flight
+(``Kept``, bounded: ``MAX_KEPT_PER_SESSION`` per session and
+``KEPT_BYTES_LIMIT`` in all), so that a failover can send again the messages
+the dead worker may never have received. At-least-once: a message the dead
+worker had stored comes back from the new worker's resume as an interrupted
+turn (``agent.cancelled`` with reason ``worker_lost``); the kept message is
+then marked ``interrupted`` and sent again, and its turn counted again.
 """
 
 from __future__ import annotations
@@ -14,12 +22,18 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from attrs import frozen
+from attrs import define, frozen
 
 TURN_ENDS: Final = frozenset({"agent.final_answer", "agent.cancelled", "agent.error"})
 SESSION_STARTS: Final = frozenset({"agent.session_created", "agent.session_resumed"})
 #: Sessions remembered per connection (the most recent); older ones are not resumed.
 MAX_SESSIONS: Final = 1000
+#: User messages in flight kept per session (and per connection for those without one).
+MAX_KEPT_PER_SESSION: Final = 4
+#: Bytes of user messages in flight kept per connection.
+KEPT_BYTES_LIMIT: Final = 1024 * 1024
+#: Turns in flight followed per connection (kept or not), beyond which none is kept.
+MAX_KEPT_ENTRIES: Final = 64
 
 
 @frozen
@@ -32,6 +46,17 @@ class Learned:
 
 
 NOTHING: Final = Learned()
+
+
+@define(eq=False)
+class Kept:
+    """A ``user.message`` whose turn is in flight; ``payload`` None when over the bounds."""
+
+    number: int  # in the order the client sent them
+    session: str | None  # None: sent without a session id, its session not created yet
+    message_id: object
+    payload: bytes | None
+    interrupted: bool = False  # its turn ended with ``worker_lost``: to be sent again
 
 
 def _decode(payload: bytes) -> dict[str, Any] | None:
@@ -49,6 +74,10 @@ class SessionTracker:
         self.anonymous_turns = 0  # user messages without a session id (one is created)
         self.resume_pending: set[str] = set()
         self.resume_failed: set[str] = set()
+        self.kept: list[Kept] = []  # in the client's order
+        self.kept_bytes = 0
+        self.recorded = 0  # user messages numbered so far
+        self.sent_upto = 0  # those up to this number were written to some worker
 
     @property
     def turns_in_flight(self) -> int:
@@ -60,11 +89,48 @@ class SessionTracker:
         if event is None or event.get("event") != "user.message":
             return False
         session_id = event.get("session_id")
-        if isinstance(session_id, str) and session_id:
+        if not isinstance(session_id, str) or not session_id:
+            session_id = None
+        self._count_turn(session_id)
+        self.recorded += 1
+        if len(self.kept) < MAX_KEPT_ENTRIES:
+            same = sum(1 for k in self.kept if k.session == session_id and k.payload is not None)
+            fits = same < MAX_KEPT_PER_SESSION
+            fits = fits and self.kept_bytes + len(payload) <= KEPT_BYTES_LIMIT
+            kept = payload if fits else None
+            self.kept_bytes += len(payload) if fits else 0
+            message_id = event.get("message_id")
+            self.kept.append(Kept(self.recorded, session_id, message_id, kept))
+        return True
+
+    def _count_turn(self, session_id: str | None) -> None:
+        if session_id is not None:
             self.turns[session_id] = self.turns.get(session_id, 0) + 1
         else:
             self.anonymous_turns += 1
-        return True
+
+    def mark_sent(self, upto: int) -> None:
+        """The user messages numbered up to ``upto`` were written to a worker."""
+        self.sent_upto = max(self.sent_upto, upto)
+
+    def to_resend(self) -> list[Kept]:
+        """At a failover, before the resume: the kept messages a lost worker may have lost.
+
+        Those not yet written to any worker are still in the connection's buffer.
+        """
+        return [k for k in self.kept if k.number <= self.sent_upto and k.payload is not None]
+
+    def resend(self, kept: Kept) -> bytes | None:
+        """After the resume: the payload to send again, None if its turn ended meanwhile.
+
+        A turn interrupted by the loss (``worker_lost``) is counted and kept again.
+        """
+        if kept not in self.kept:
+            return None
+        if kept.interrupted:
+            kept.interrupted = False
+            self._count_turn(kept.session)
+        return kept.payload
 
     def begin_resume(self) -> dict[str, int | None]:
         """The sessions to resume on a new worker, with their last seq."""
@@ -89,6 +155,8 @@ class SessionTracker:
         if name in SESSION_STARTS and session_id is not None:
             if session_id not in self.sessions:
                 self.sessions[session_id] = seq
+                if name == "agent.session_created":
+                    self._adopt(session_id)
                 while len(self.sessions) > MAX_SESSIONS:
                     del self.sessions[next(iter(self.sessions))]
             self.resume_pending.discard(session_id)
@@ -96,14 +164,54 @@ class SessionTracker:
         if name == "agent.session_closed" and session_id is not None:
             self.sessions.pop(session_id, None)
             ended = self.turns.pop(session_id, 0) > 0
+            for kept in [k for k in self.kept if k.session == session_id]:
+                self.kept.remove(kept)
+                self.kept_bytes -= len(kept.payload or b"")
             return Learned(closed=session_id, turn_ended=ended)
         if name in TURN_ENDS:
             if name == "agent.error" and session_id in self.resume_pending:
                 self.resume_pending.discard(session_id)  # the resume failed; no turn ended
                 self.resume_failed.add(session_id)
                 return NOTHING
-            return Learned(turn_ended=self._end_turn(session_id))
+            ended = self._end_turn(session_id)
+            if ended:
+                interrupted = name == "agent.cancelled" and event.get("reason") == "worker_lost"
+                self._forget_kept(session_id, event.get("message_id"), interrupted=interrupted)
+            return Learned(turn_ended=ended)
         return NOTHING
+
+    def _adopt(self, session_id: str) -> None:
+        """A session was created for the oldest message sent without one: it names it now."""
+        for kept in self.kept:
+            if kept.session is None:
+                kept.session = session_id
+                if kept.payload is not None:
+                    event = _decode(kept.payload)
+                    if event is not None:
+                        event["session_id"] = session_id
+                        payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+                        self.kept_bytes += len(payload.encode()) - len(kept.payload)
+                        kept.payload = payload.encode()
+                return
+
+    def _forget_kept(
+        self, session_id: str | None, message_id: object, *, interrupted: bool
+    ) -> None:
+        """The kept message whose turn ended: the one with ``message_id``, else the oldest."""
+        mine = [k for k in self.kept if k.session in (session_id, None) and not k.interrupted]
+        match = next(
+            (k for k in mine if message_id is not None and k.message_id == message_id), None
+        )
+        if match is None:
+            own = [k for k in mine if k.session == session_id]
+            match = own[0] if own else (mine[0] if mine else None)
+        if match is None:
+            return
+        if interrupted and match.payload is not None:
+            match.interrupted = True  # no longer a turn in flight, but to be sent again
+            return
+        self.kept.remove(match)
+        self.kept_bytes -= len(match.payload or b"")
 
     def _end_turn(self, session_id: str | None) -> bool:
         count = self.turns.get(session_id, 0) if session_id is not None else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -148,3 +149,28 @@ async def test_what_the_client_sends_during_a_failover_is_delivered_after_it(
 
     assert switched["data"]["session_preserved"] is True
     assert answer["content"] == "before | x"
+
+
+async def test_a_message_sent_as_the_worker_dies_is_sent_again_to_the_new_one(
+    tmp_path: Path,
+) -> None:
+    """Real workers on a shared store: the client sends its next message right after the
+    SIGKILL, before the router can notice; the router sends it again after the resume, so
+    the other replica answers it, with the whole history."""
+    config = agent_config(tmp_path / "agentvisor.toml", agent_file=SCRIPTED)
+    async with supervised(config) as stack, client(stack.url) as ws:
+        routed = await ws.event("connection_routed")
+        serving = routed["data"]["target_instance"]
+        first = await ws.ask("one")
+        session = first["session_id"]
+        os.kill(stack.pid_of(serving), signal.SIGKILL)
+        await ws.send({"event": "user.message", "session_id": session, "content": "history"})
+        switched = await ws.event("service_switched", timeout=DEADLINE)
+        answer = await ws.event("agent.final_answer", timeout=DEADLINE)
+
+    assert switched["data"]["to_instance"] != serving
+    assert switched["data"]["session_preserved"] is True
+    assert answer["session_id"] == session
+    history = json.loads(answer["content"])
+    assert [m["content"] for m in history if m["role"] == "user"] == ["one"]
+    assert "one" in [m["content"] for m in history if m["role"] == "assistant"]

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentvisor.router.sessions import Learned, SessionTracker
+from agentvisor.router.sessions import MAX_KEPT_PER_SESSION, Learned, SessionTracker
 
 
 def msg(**event: Any) -> bytes:
@@ -93,3 +93,83 @@ def test_turn_counts_never_go_negative() -> None:
 
     assert not ended.turn_ended
     assert tracker.turns_in_flight == 0
+
+
+def test_messages_in_flight_sent_to_a_worker_are_the_ones_to_send_again() -> None:
+    tracker = SessionTracker()
+    tracker.upstream_message(msg(event="agent.session_created", session_id="a", seq=1))
+    tracker.client_message(msg(event="user.message", session_id="a", content="done"))
+    tracker.client_message(msg(event="user.message", session_id="a", content="lost"))
+    tracker.mark_sent(tracker.recorded)
+    tracker.upstream_message(msg(event="agent.final_answer", session_id="a", seq=2))
+    tracker.client_message(msg(event="user.message", session_id="a", content="buffered"))
+
+    again = tracker.to_resend()  # "buffered" is still in the connection's buffer
+
+    assert [json.loads(tracker.resend(k) or b"")["content"] for k in again] == ["lost"]
+    assert tracker.turns_in_flight == 2
+
+
+def test_a_turn_interrupted_by_the_loss_is_sent_again_and_counted_again() -> None:
+    tracker = SessionTracker()
+    tracker.upstream_message(msg(event="agent.session_created", session_id="a", seq=1))
+    tracker.client_message(msg(event="user.message", session_id="a", content="x", message_id="m"))
+    tracker.mark_sent(tracker.recorded)
+    again = tracker.to_resend()
+    ended = tracker.upstream_message(
+        msg(event="agent.cancelled", session_id="a", seq=3, message_id="m", reason="worker_lost")
+    )
+
+    assert ended.turn_ended
+    assert tracker.turns_in_flight == 0
+    assert [tracker.resend(k) for k in again] == [again[0].payload]
+    assert tracker.turns_in_flight == 1
+    tracker.upstream_message(msg(event="agent.final_answer", session_id="a", seq=5, message_id="m"))
+    assert tracker.kept == []
+    assert tracker.kept_bytes == 0
+
+
+def test_a_turn_answered_by_the_replay_is_not_sent_again() -> None:
+    tracker = SessionTracker()
+    tracker.upstream_message(msg(event="agent.session_created", session_id="a", seq=1))
+    tracker.client_message(msg(event="user.message", session_id="a", content="x"))
+    tracker.mark_sent(tracker.recorded)
+    again = tracker.to_resend()
+    tracker.upstream_message(msg(event="agent.final_answer", session_id="a", seq=4))
+
+    assert [tracker.resend(k) for k in again] == [None]
+
+
+def test_a_message_without_session_is_sent_again_with_the_session_created_for_it() -> None:
+    tracker = SessionTracker()
+    tracker.client_message(msg(event="user.message", content="hi"))
+    tracker.mark_sent(tracker.recorded)
+    assert [json.loads(k.payload or b"") for k in tracker.to_resend()] == [
+        {"event": "user.message", "content": "hi"}
+    ]
+
+    tracker.upstream_message(msg(event="agent.session_created", session_id="n", seq=1))
+
+    (kept,) = tracker.to_resend()
+    assert json.loads(tracker.resend(kept) or b"") == {
+        "event": "user.message",
+        "content": "hi",
+        "session_id": "n",
+    }
+
+
+def test_kept_messages_are_bounded_per_session() -> None:
+    tracker = SessionTracker()
+    for n in range(MAX_KEPT_PER_SESSION + 2):
+        tracker.client_message(msg(event="user.message", session_id="a", content=str(n)))
+    tracker.mark_sent(tracker.recorded)
+
+    again = tracker.to_resend()
+
+    assert [json.loads(k.payload or b"")["content"] for k in again] == [
+        str(n) for n in range(MAX_KEPT_PER_SESSION)
+    ]
+    for _ in range(MAX_KEPT_PER_SESSION + 2):
+        tracker.upstream_message(msg(event="agent.final_answer", session_id="a"))
+    assert tracker.kept == []
+    assert tracker.kept_bytes == 0
