@@ -14,10 +14,16 @@ import psutil
 import pytest
 import trio
 
-from agentvisor.supervise.process import LaunchSpec, OSProcess, SpawnError, open_launcher
+from agentvisor.supervise.guard import GuardLink
+from agentvisor.supervise.process import (
+    LaunchSpec,
+    OSLauncher,
+    OSProcess,
+    SpawnError,
+    open_launcher,
+)
 from tests.children import LineReader, child_argv, child_spec, running, wait_gone
 
-REPO = Path(__file__).resolve().parents[3]
 DEADLINE = 10  # seconds; generous for a loaded CI machine, never reached when things work
 
 
@@ -197,64 +203,81 @@ async def test_close_without_wait_kills_and_reaps_the_child() -> None:
                 await trio.sleep(0.01)
 
 
-async def test_a_cancelled_spawn_leaves_no_child(tmp_path: Path) -> None:
-    marker = str(tmp_path / "cancelled-spawn")
-    async with open_launcher() as launcher:
-        with trio.move_on_after(0) as scope:
-            await launcher.spawn(child_spec("sleeper.py", "--pidfile", marker))
-        assert scope.cancelled_caught
-        # Spawns are served in order: once a later one has started, the
-        # cancelled one was forked and, nobody wanting it, killed.
-        async with running(launcher, _python("pass")):
-            pass
+class RecordingGuard(GuardLink):
+    """A guard link that records announcements, and may cancel a scope on ``+``.
+
+    Never started: it only records, and the test kills what it spawns itself.
+    """
+
+    def __init__(self, cancel_on_add: trio.CancelScope | None = None) -> None:
+        super().__init__()
+        self.added: list[int] = []
+        self.discarded: list[int] = []
+        self._cancel_on_add = cancel_on_add
+
+    def add(self, pgid: int) -> None:
+        super().add(pgid)
+        self.added.append(pgid)
+        if self._cancel_on_add is not None:  # called on a worker thread, mid-spawn
+            trio.from_thread.run_sync(self._cancel_on_add.cancel)
+
+    def discard(self, pgid: int) -> None:
+        super().discard(pgid)
+        self.discarded.append(pgid)
+
+
+async def test_a_spawn_cancelled_while_starting_the_child_leaves_no_child() -> None:
+    with trio.CancelScope() as scope:
+        guard = RecordingGuard(cancel_on_add=scope)
+        await OSLauncher(guard).spawn(child_spec("sleeper.py"))
+    assert scope.cancelled_caught
+    [pid] = guard.added
+    with trio.fail_after(DEADLINE):
+        await wait_gone(pid)
+    assert guard.discarded == [pid]
+
+
+async def test_the_guard_forgets_a_group_once_it_is_empty_not_before() -> None:
+    guard = RecordingGuard()
+    launcher = OSLauncher(guard)
+    quick = await launcher.spawn(_python("pass"))
+    with trio.fail_after(DEADLINE):
+        await quick.wait()
+    assert guard.discarded == [quick.pgid]  # gone: forgotten before close()
+    quick.close()
+    assert guard.discarded == [quick.pgid]
+    # A leader that dies leaving its child in the group: the group lives on.
+    async with running(launcher, child_spec("spawner.py")) as leader:
         with trio.fail_after(DEADLINE):
-            for proc in psutil.Process().children():
-                try:
-                    cmdline = proc.cmdline()
-                except psutil.Error:
-                    continue  # already reaped
-                if marker in cmdline:
-                    await wait_gone(proc.pid)
+            pids = await LineReader(leader.stdout).json()
+            os.kill(leader.pid, signal.SIGKILL)
+            assert await leader.wait() == -signal.SIGKILL
+        assert guard.discarded == [quick.pgid]
+        assert _is_running(pids["grandchild"])
+    # running() killed the group and closed the handle
+    assert guard.discarded == [quick.pgid, leader.pgid]
+    with trio.fail_after(DEADLINE):
+        await wait_gone(pids["grandchild"])
 
 
-PARENT_PROGRAM = """
-import os, sys
-import trio
-from agentvisor.supervise.process import LaunchSpec, open_launcher
-
-async def main():
-    async with open_launcher() as launcher:
-        spec = LaunchSpec(argv=(sys.executable, sys.argv[1]), env=dict(os.environ), cwd="/")
-        child = await launcher.spawn(spec)
-        # Wait for "ready": a child still starting would die of EPIPE on its
-        # first print once we are gone, and pass this test for the wrong reason.
-        await child.stdout.receive_some()
-        print(child.pid, flush=True)
-        await trio.sleep_forever()
-
-trio.run(main)
-"""
-
-
-async def test_sigkill_of_agentvisor_kills_its_children(tmp_path: Path) -> None:
-    program = tmp_path / "parent.py"
-    program.write_text(PARENT_PROGRAM)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    spec = LaunchSpec(
-        argv=(sys.executable, str(program), child_argv("sleeper.py")[1]), env=env, cwd=str(REPO)
-    )
-    async with open_launcher() as launcher, running(launcher, spec) as parent:
+async def test_no_worker_holds_the_guards_pipe() -> None:
+    code = "import os; print(' '.join(os.readlink(f'/proc/self/fd/{fd}') for fd in (0, 1, 2)))"
+    async with open_launcher() as launcher, running(launcher, _python(code)) as child:
+        guard_pipe = os.readlink(f"/proc/{launcher.guard_pid}/fd/0")
         with trio.fail_after(DEADLINE):
-            child_pid = int(await LineReader(parent.stdout).line())
-        try:
-            assert _is_running(child_pid)
-            os.kill(parent.pid, signal.SIGKILL)
-            with trio.fail_after(DEADLINE):
-                assert await parent.wait() == -signal.SIGKILL
-                await wait_gone(child_pid)
-        finally:
-            if _is_running(child_pid):  # only when the test fails: leave no orphan behind
-                os.kill(child_pid, signal.SIGKILL)
+            line = await LineReader(child.stdout).line()
+            assert await child.wait() == 0
+    assert guard_pipe.startswith("pipe:")
+    assert guard_pipe not in line
+    # close_fds: nothing but 0, 1 and 2 reached the child (3 was listdir's own)
+
+
+async def test_a_child_spawned_from_a_worker_thread_blocks_no_signals() -> None:
+    spec = LaunchSpec(("grep", "^SigBlk", "/proc/self/status"), {"PATH": "/usr/bin:/bin"}, "/")
+    async with open_launcher() as launcher, running(launcher, spec) as child:
+        with trio.fail_after(DEADLINE):
+            line = await LineReader(child.stdout).line()
+    assert int(line.split()[1], 16) == 0
 
 
 def _pdeathsig_preexec() -> None:
@@ -265,15 +288,15 @@ def _pdeathsig_preexec() -> None:
 async def test_children_survive_when_trio_worker_threads_retire(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Regression: PDEATHSIG fires when the *thread* that forked a child exits.
+    """Regression: children must not depend on the thread that spawned them.
 
-    trio's thread cache retires a worker after IDLE_TIMEOUT seconds idle (10 s
-    in trio 0.35, a module global read at each wait in ``_thread_cache.py``),
-    too long for this suite, so the test lowers it. A control child is forked
-    with PDEATHSIG from a trio worker thread, and ours is requested from that
-    same thread through the launcher. The control dying proves that the
-    worker retired (and what would happen to children forked there); ours
-    must live on.
+    PR_SET_PDEATHSIG fires when the *thread* that forked a child exits, so
+    agentvisor once forked from a dedicated thread. Spawns now run on trio's
+    worker threads, which retire after IDLE_TIMEOUT seconds idle (10 s in
+    trio 0.35, a module global read at each wait in ``_thread_cache.py``; the
+    test lowers it). A control child is forked with PDEATHSIG from a worker
+    thread, which also asks the launcher for ours. The control dying proves
+    that the workers retired; ours must live on.
     """
     monkeypatch.setattr(trio._core._thread_cache, "IDLE_TIMEOUT", 0.05)
     async with open_launcher() as launcher:
@@ -286,8 +309,6 @@ async def test_children_survive_when_trio_worker_threads_retire(
             return control, ours
 
         control, ours = await trio.to_thread.run_sync(from_a_worker_thread)
-        async with running(launcher, _python("pass")):
-            pass
         try:
             with trio.fail_after(DEADLINE):
                 await wait_gone(control.pid)
