@@ -80,12 +80,19 @@ def serve(read: Callable[[int], bytes], kill: Callable[[int], None]) -> list[int
     return killed
 
 
+#: What a terminal or an init system sends a process group; the guard outlives them.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def main() -> None:
     """The guard program: ``python -I -S guard.py``, stdin = agentvisor's pipe."""
     os.chdir("/")  # hold no mount busy
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # nor what agentvisor let it inherit
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    # Spawned with these blocked (a Ctrl-C in its first milliseconds stays pending):
+    # ignore them, then unblock, which discards whatever is pending.
+    for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     killed = serve(lambda size: os.read(0, size), lambda pgid: os.killpg(pgid, signal.SIGKILL))
     if killed:
         groups = " ".join(map(str, killed))
@@ -150,7 +157,7 @@ class GuardLink:
                     (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
                 ],
                 setsid=True,
-                setsigmask=(),
+                setsigmask=STOP_SIGNALS,  # until it ignores them (main)
             )
         except BaseException:
             os.close(write_fd)

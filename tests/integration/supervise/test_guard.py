@@ -112,11 +112,19 @@ def test_the_program_ignores_interrupt_terminate_and_hangup_until_eof() -> None:
     assert program.wait(timeout=DEADLINE) == 0
 
 
-def ignored_signals(pid: int) -> set[int]:
-    """The signals ``pid`` ignores, from the SigIgn mask of /proc/PID/status."""
+def _signal_set(pid: int, field: str) -> set[int]:
+    """A signal mask of /proc/PID/status (``SigIgn``, ``SigBlk``) as a set."""
     with open(f"/proc/{pid}/status") as status:
-        mask = next(int(line.split()[1], 16) for line in status if line.startswith("SigIgn:"))
+        mask = next(int(line.split()[1], 16) for line in status if line.startswith(f"{field}:"))
     return {sig for sig in range(1, 65) if mask & (1 << (sig - 1))}
+
+
+def ignored_signals(pid: int) -> set[int]:
+    return _signal_set(pid, "SigIgn")
+
+
+def blocked_signals(pid: int) -> set[int]:
+    return _signal_set(pid, "SigBlk")
 
 
 def wait_for_ignored(pid: int, *signals: int) -> None:
@@ -282,7 +290,11 @@ async def test_the_guard_has_its_own_session_and_outlives_a_ctrl_c_until_eof(
         guard = started["guard"]
         assert os.getsid(guard) == os.getpgid(guard) == guard != os.getsid(parent.pid)
         ignored = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-        assert ignored <= ignored_signals(guard)  # set before the guard reads its pipe
+        # Spawned with them blocked, the guard ignores them before it reads its pipe.
+        assert ignored <= blocked_signals(guard) | ignored_signals(guard)
+        with trio.fail_after(DEADLINE):
+            while not ignored <= ignored_signals(guard):
+                await trio.sleep(0.01)
         for sig in ignored:
             os.kill(guard, sig)  # an ignored signal is discarded as it is sent
         assert _is_running(guard)
