@@ -52,9 +52,13 @@ def _plural(count: int, word: str) -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from agentvisor.config.load import load_config
+    from agentvisor.supervise.agentfiles import check_agent_files
 
     try:
         config = load_config(args.config)
+        issues = check_agent_files(config, shown_as=args.config)
+        if issues:
+            raise ConfigInvalid(issues)
     except ConfigInvalid as error:
         for issue in error.issues:
             print(str(issue))
