@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -44,3 +45,24 @@ def test_json_log_has_agentvisor_lines_and_no_per_request_library_lines(tmp_path
     assert any(name.startswith("agentvisor") for name in loggers)
     noisy = [e for e in entries if not e["logger"].startswith("agentvisor")]
     assert all(e["level"] in ("warning", "error", "critical") for e in noisy), noisy
+
+
+def test_a_router_bind_in_use_is_named_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "agentvisor.toml"
+        config.write_text(config_text("").replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+        result = subprocess.run(
+            [str(BIN / "agentvisor"), "run", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on router bind '127.0.0.1:{port}': Address already in use" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
