@@ -51,20 +51,25 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def configure_logging(config: Config) -> None:
+def configure_logging(config: Config, log_format: LogFormat | None = None) -> None:
+    """agentvisor's own loggers at ``log_level``; every library's at WARNING or above.
+
+    ``log_format`` (``agentvisor run --log-format``) overrides ``[supervisor] log_format``.
+    """
     handler = logging.StreamHandler(sys.stderr)
-    if config.supervisor.log_format is LogFormat.JSON:
+    if (log_format or config.supervisor.log_format) is LogFormat.JSON:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
         )
+    level = logging.getLevelName(config.supervisor.log_level.value.upper())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(config.supervisor.log_level.value.upper())
-    # Hypercorn and quart log every request at info; that is noise for an operator.
-    for noisy in ("hypercorn.access", "quart.serving"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # httpx logs every request at info, Hypercorn and quart every request too:
+    # libraries speak only when something is wrong, whatever log_level says.
+    root.setLevel(max(level, logging.WARNING))
+    logging.getLogger("agentvisor").setLevel(level)
 
 
 class Daemon:
@@ -216,7 +221,7 @@ async def serve(config: Config) -> None:
         await Daemon(config).run()
 
 
-def run(config_path: str) -> int:
+def run(config_path: str, log_format: LogFormat | None = None) -> int:
     """``agentvisor run``: load, validate, supervise until a signal; the exit code."""
     try:
         config = load_config(config_path)
@@ -225,7 +230,7 @@ def run(config_path: str) -> int:
             print(issue, file=sys.stderr)
         print(f"agentvisor: {config_path} is invalid; nothing started", file=sys.stderr)
         return 1
-    configure_logging(config)
+    configure_logging(config, log_format)
     raise_open_files_limit()
     failures: list[str] = []
     try:

@@ -37,6 +37,8 @@ class InstanceExited:
     expected: bool
     uptime: float
     at: float
+    reason: str = ""  # "exit status 2: SyntaxError: invalid syntax", "killed by SIGKILL"
+    stderr_tail: tuple[str, ...] = ()  # the process's last stderr lines
     kind: str = "instance.exited"
 
 

@@ -215,6 +215,19 @@ def _config_table(config: Mapping[str, Any]) -> Table:
     return table
 
 
+def _last_exits(instances: list[Mapping[str, Any]]) -> list[RenderableType]:
+    """How each replica's last process ended and its last stderr lines (the cause of a fatal)."""
+    parts: list[RenderableType] = []
+    for instance in instances:
+        reason, tail = instance.get("exit_reason") or "", instance.get("stderr_tail") or []
+        if not reason:
+            continue
+        parts.append(Text())
+        parts.append(Text(f"replica {instance.get('replica')} last exit: {reason}", style="bold"))
+        parts.extend(Text(f"  {line}") for line in tail)
+    return parts
+
+
 def service_detail(service: Mapping[str, Any], now: float) -> RenderableType:
     """``agentvisorctl show NAME``: summary, instances, config."""
     header = Text()
@@ -245,6 +258,7 @@ def service_detail(service: Mapping[str, Any], now: float) -> RenderableType:
         summary.add_row(key, str(value))
     parts: list[RenderableType] = [header, summary, Text()]
     parts.append(_instances_table(service.get("instances", []), now))
+    parts.extend(_last_exits(service.get("instances", [])))
     if service.get("config"):
         parts.extend([Text(), _config_table(service["config"])])
     return Group(*parts)

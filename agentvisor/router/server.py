@@ -34,6 +34,7 @@ from collections import Counter
 import trio
 
 from agentvisor.config.model import Config
+from agentvisor.errors import AgentvisorError
 from agentvisor.events import ConnectionOpened, ConnectionRefused, EventBus
 from agentvisor.router import notices
 from agentvisor.router.channels import (
@@ -77,7 +78,22 @@ def parse_bind(bind: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class RouterBindError(AgentvisorError):
+    """A ``[router] bind`` cannot be listened on (in use, not an address of this host)."""
+
+    code = "ROUTER_BIND_FAILED"
+
+
 def open_listener(bind: str) -> socket.socket:
+    """A listening socket on ``bind``; a failure names the bind and why, in one line."""
+    try:
+        return _listen(bind)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise RouterBindError(f"cannot listen on router bind {bind!r}: {reason}") from None
+
+
+def _listen(bind: str) -> socket.socket:
     host, port = parse_bind(bind)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

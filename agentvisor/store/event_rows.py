@@ -61,11 +61,13 @@ def rows_for_event(event: Event) -> list[WriteItem]:
                     source="process",
                     outcome=how,
                     message=f"pid {event.pid} exited with {event.returncode} ({how}) "
-                    f"after {event.uptime:.1f}s",
+                    f"after {event.uptime:.1f}s" + (f": {event.reason}" if event.reason else ""),
                     details={
                         "pid": event.pid,
                         "returncode": event.returncode,
                         "uptime": event.uptime,
+                        "exit_reason": event.reason,
+                        "stderr_tail": list(event.stderr_tail),
                     },
                 )
             ]

@@ -4,11 +4,19 @@ A ``command =`` worker runs its own program with ``{port}``, ``{host}``,
 ``{name}`` and ``{replica}`` substituted in each argument. An ``agent =``
 worker runs agentvisor's worker runtime (``python -m agentvisor.worker``) on
 the agent file, with the agent's session settings as arguments.
+
+A command whose program is ``python`` or ``python3`` runs on agentvisor's own
+interpreter (``sys.executable``), not on whatever
+``PATH`` finds first: the example's ``python3 examples/ws_echo_server.py``
+then has the libraries agentvisor was installed with, under a plain shell and
+under systemd alike. A path (``/usr/bin/python3``) or a versioned name (``python3.12``) is
+left as written.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from collections.abc import Mapping
@@ -29,6 +37,14 @@ def state_dir(config: Config) -> str:
 def session_store_path(config: Config, name: str) -> str:
     """The session store shared by the replicas of one agent (failover resumes from it)."""
     return os.path.join(state_dir(config), "sessions", f"{name}.sqlite3")
+
+
+_BARE_PYTHON = re.compile(r"python3?")
+
+
+def _program(word: str) -> str:
+    """``python`` / ``python3`` as a bare program name means agentvisor's interpreter."""
+    return sys.executable if _BARE_PYTHON.fullmatch(word) else word
 
 
 def _substitute(arg: str, values: Mapping[str, str]) -> str:
@@ -84,6 +100,8 @@ def launch_spec(
         assert agent.command is not None  # validation guarantees exactly one
         words = shlex.split(agent.command) if isinstance(agent.command, str) else agent.command
         argv = tuple(_substitute(word, values) for word in words)
+        if argv:
+            argv = (_program(argv[0]), *argv[1:])
     env.update({key: _substitute(value, values) for key, value in agent.environment.items()})
     directory = agent.directory if agent.directory is not None else "."
     return LaunchSpec(

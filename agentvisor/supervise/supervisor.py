@@ -25,8 +25,9 @@ import trio
 from agentvisor.config.diff import ReloadPlan, plan_reload
 from agentvisor.config.load import load_config
 from agentvisor.config.model import AgentConfig, Config
-from agentvisor.errors import AgentvisorError, ServiceNotFound
+from agentvisor.errors import AgentvisorError, ConfigInvalid, ServiceNotFound
 from agentvisor.events import ConfigReloaded, EventBus, OperatorAction
+from agentvisor.supervise.agentfiles import check_agent_files
 from agentvisor.supervise.instance import Instance, InstanceGone, InstanceLogs, LineSink
 from agentvisor.supervise.logs import LogBook, RotatingLogFile
 from agentvisor.supervise.machine import Machine, Restart, Start, Stop
@@ -99,6 +100,15 @@ class ReloadResult:
         parts += [f"FAILED {failure}" for failure in self.failed]
         parts += [f"{section} changes apply on the next start" for section in self.needs_restart]
         return "; ".join(parts) if parts else "no change"
+
+
+def _load_checked(path: str) -> Config:
+    """The config file loaded, validated, and its agent files load-checked (blocking)."""
+    config = load_config(path)
+    issues = check_agent_files(config, shown_as=path)
+    if issues:
+        raise ConfigInvalid(issues)
+    return config
 
 
 def _at_rest(m: Machine) -> bool:
@@ -441,7 +451,7 @@ class Supervisor:
         async with self._reload_lock:
             try:
                 if new is None:
-                    new = await trio.to_thread.run_sync(load_config, self.config_path)
+                    new = await trio.to_thread.run_sync(_load_checked, self.config_path)
                 ports = self._ports.plan(new.agents)  # no ports, no change at all
             except AgentvisorError as error:
                 errors = error.details.get("errors", [error.message])

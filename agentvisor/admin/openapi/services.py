@@ -56,6 +56,15 @@ def schemas() -> dict[str, Schema]:
                 "restarts": INTEGER,
                 "failures": INTEGER,
                 "exit_code": OPTIONAL_INTEGER,
+                "exit_reason": {
+                    **STRING,
+                    "description": "How the last process ended, with its last stderr line: "
+                    "exit status 2: SyntaxError: invalid syntax",
+                },
+                "stderr_tail": {
+                    **array(STRING),
+                    "description": "The last stderr lines of the current or last process",
+                },
                 "next_retry_at": TIME_OR_NULL,
                 "reason": STRING,
                 "cpu_percent": OPTIONAL_NUMBER,

@@ -88,6 +88,8 @@ def instance_to_dict(instance: InstanceView) -> dict[str, Any]:
         "restarts": instance.restarts,
         "failures": instance.failures,
         "exit_code": instance.exit_code,
+        "exit_reason": instance.exit_reason,
+        "stderr_tail": list(instance.stderr_tail),
         "next_retry_at": iso_time(instance.next_retry_at),
         "reason": instance.reason,
         "cpu_percent": instance.cpu_percent,
