@@ -34,9 +34,10 @@ class InstanceExited:
     replica: int
     pid: int
     returncode: int
-    expected: bool
+    expected: bool  # asked for (stop, restart, scale-down, reload, shutdown) or an exit code
     uptime: float
     at: float
+    reason: str = ""  # why it went: the stop's reason, or how it died on its own
     kind: str = "instance.exited"
 
 

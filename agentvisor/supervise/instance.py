@@ -41,6 +41,7 @@ from agentvisor.supervise.machine import (
     Spawned,
     SpawnFailed,
     Timer,
+    exit_cause,
     step,
 )
 from agentvisor.supervise.policy import Health, Policy
@@ -380,15 +381,17 @@ class Instance:
                 if self._handle is handle:
                     self._handle = None
                     self.sample, self.worker_stats, self.sessions = None, None, 0
+                expected, reason = exit_cause(self.machine, code, self.policy)
                 self._bus.publish(
                     InstanceExited(
                         service=self.service,
                         replica=self.replica,
                         pid=handle.pid,
                         returncode=code,
-                        expected=code in self.policy.exitcodes,
+                        expected=expected,
                         uptime=trio.current_time() - spawned_at,
                         at=time.time(),
+                        reason=reason,
                     )
                 )
                 self._enqueue(generation, Exited(code))
