@@ -34,10 +34,10 @@ class InstanceExited:
     replica: int
     pid: int
     returncode: int
-    expected: bool
+    expected: bool  # asked for (stop, restart, scale-down, reload, shutdown) or an exit code
     uptime: float
     at: float
-    reason: str = ""  # "exit status 2: SyntaxError: invalid syntax", "killed by SIGKILL"
+    reason: str = ""  # why it went: the stop's reason, or how it died ("exit status 2: SyntaxError…")
     stderr_tail: tuple[str, ...] = ()  # the process's last stderr lines
     kind: str = "instance.exited"
 

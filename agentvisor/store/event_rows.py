@@ -66,7 +66,7 @@ def rows_for_event(event: Event) -> list[WriteItem]:
                         "pid": event.pid,
                         "returncode": event.returncode,
                         "uptime": event.uptime,
-                        "exit_reason": event.reason,
+                        "reason": event.reason,
                         "stderr_tail": list(event.stderr_tail),
                     },
                 )

@@ -42,6 +42,7 @@ from agentvisor.supervise.machine import (
     Spawned,
     SpawnFailed,
     Timer,
+    exit_cause,
     step,
 )
 from agentvisor.supervise.policy import Health, Policy
@@ -391,7 +392,8 @@ class Instance:
     async def _watch(self, handle: ProcessHandle, generation: int) -> None:
         """Read the process's output, check its health, and report its exit."""
         spawned_at = trio.current_time()
-        exited: tuple[int, float, float] | None = None  # returncode, uptime, wall clock
+        # returncode, uptime, wall clock, (expected, why, asked for) judged before Exited applies
+        exited: tuple[int, float, float, tuple[bool, str, bool]] | None = None
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._pump, handle.stdout, "stdout")
@@ -405,7 +407,9 @@ class Instance:
                 if self._handle is handle:
                     self._handle = None
                     self.sample, self.worker_stats, self.sessions = None, None, 0
-                exited = (code, trio.current_time() - spawned_at, time.time())
+                stopping = self.machine.state is ProcessState.STOPPING
+                cause = (*exit_cause(self.machine, code, self.policy), stopping)
+                exited = (code, trio.current_time() - spawned_at, time.time(), cause)
                 self._enqueue(generation, Exited(code))
                 # The pipes close when the last holder goes; read what is left, bounded.
                 nursery.cancel_scope.deadline = trio.current_time() + OUTPUT_DRAIN_TIMEOUT
@@ -416,20 +420,27 @@ class Instance:
             if self._handle is None:
                 self._logs.close()
 
-    def _publish_exit(self, pid: int, code: int, uptime: float, at: float) -> None:
-        """The exit event, once stderr is read to its end: the cause is in its last lines."""
+    def _publish_exit(
+        self, pid: int, code: int, uptime: float, at: float, cause: tuple[bool, str, bool]
+    ) -> None:
+        """The exit event, once stderr is read to its end: the cause is in its last lines.
+
+        A stop agentvisor asked for is explained by the stop's reason; a death of
+        its own by how it ended and the last stderr line.
+        """
         tail = tuple(self.stderr_tail)
         self.exit_reason = exit_reason(code, tail)
+        expected, why, asked_for = cause
         self._bus.publish(
             InstanceExited(
                 service=self.service,
                 replica=self.replica,
                 pid=pid,
                 returncode=code,
-                expected=code in self.policy.exitcodes,
+                expected=expected,
                 uptime=uptime,
                 at=at,
-                reason=self.exit_reason,
+                reason=why if asked_for else self.exit_reason,
                 stderr_tail=tail,
             )
         )

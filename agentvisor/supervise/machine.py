@@ -259,6 +259,23 @@ def _describe_exit(code: int) -> str:
     return f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
 
 
+def exit_cause(m: Machine, code: int, policy: Policy) -> tuple[bool, str]:
+    """Whether the exit of ``m``'s process with ``code`` was expected, and why it went.
+
+    For the audit log, judged before ``Exited`` is applied. Expected: agentvisor
+    was stopping it for anything but a failure (an operator's stop or restart,
+    a scale-down, a reload's restart or removal, the daemon's shutdown, the
+    memory limit), or it exited from ``running`` with one of ``exitcodes``.
+    Unexpected: it died on its own, or was stopped as a failure (unhealthy, no
+    passing health check in time), which counts toward ``fatal``.
+    """
+    if m.state is S.STOPPING:
+        return m.after_stop is not AfterStop.RECOVER, m.reason
+    if m.state is S.STARTING:
+        return False, f"{_describe_exit(code)} while starting"
+    return code in policy.exitcodes, _describe_exit(code)
+
+
 def _on_exit(m: Machine, code: int, now: float, policy: Policy, rng: random.Random) -> Step:
     if m.state not in (S.STARTING, S.RUNNING, S.STOPPING):
         return m, ()  # no process: nothing to account for
