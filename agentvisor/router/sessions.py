@@ -169,7 +169,13 @@ class SessionTracker:
                 self.kept_bytes -= len(kept.payload or b"")
             return Learned(closed=session_id, turn_ended=ended)
         if name in TURN_ENDS:
-            if name == "agent.error" and session_id in self.resume_pending:
+            # A resume that failed names no message; a turn's error (WORKER_LOST, ...) does.
+            if (
+                name == "agent.error"
+                and session_id is not None
+                and session_id in self.resume_pending
+                and event.get("message_id") is None
+            ):
                 self.resume_pending.discard(session_id)  # the resume failed; no turn ended
                 self.resume_failed.add(session_id)
                 return NOTHING
