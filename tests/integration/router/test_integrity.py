@@ -20,6 +20,7 @@ from typing import Any
 import trio
 
 from agentvisor.config.load import load_config
+from agentvisor.events import InstanceExited
 from agentvisor.supervise.spec import session_store_path
 from tests.integration.router.harness import client
 from tests.integration.router.supervised import agent_config, supervised
@@ -104,3 +105,46 @@ async def test_issue_9_a_kill_storm_leaves_every_history_exactly_its_conversatio
         seqs = [e["seq"] for e in result["received"] if "seq" in e]
         assert len(seqs) == len(set(seqs)), (number, seqs)  # no event delivered twice
         assert stored_user_messages(store, result["session"]) == result["said"], number
+
+
+POISON = Path(__file__).resolve().parents[2] / "agents" / "poison.py"
+
+
+async def test_issue_9_a_poison_message_costs_two_workers_and_one_clear_error(
+    tmp_path: Path,
+) -> None:
+    """The tool calls ``os._exit(3)`` on one input, sent once through the router."""
+    config = agent_config(tmp_path / "agentvisor.toml", replicas=2, agent_file=POISON)
+    store = session_store_path(load_config(config), "chat")
+    died: list[InstanceExited] = []
+
+    def count_exits(event: object) -> bool:
+        if isinstance(event, InstanceExited):
+            died.append(event)
+        return False
+
+    async with (
+        supervised(config, failover_grace=15.0) as stack,
+        stack.supervisor.bus.subscribe(count_exits),
+        client(stack.url) as bystander,
+        client(stack.url) as victim,
+    ):
+        calm = await bystander.ask("hello")
+        await victim.send({"event": "user.message", "content": "poison", "message_id": "p1"})
+        error = await victim.recv_until(lambda e: e.get("event") in TURN_ENDS, timeout=60)
+        with trio.fail_after(30):
+            await stack.wait(lambda: len(stack.routable()) == 2)
+        after = await bystander.ask("again", calm["session_id"])
+        fine = await victim.ask("fine", error["session_id"])
+
+    assert (error["event"], error["code"], error["message_id"]) == (
+        "agent.error",
+        "MESSAGE_POISONED",
+        "p1",
+    )
+    assert error["recoverable"] is False
+    assert len(died) == 2, died
+    assert after["content"] == "again has 5 characters"
+    assert fine["content"] == "fine has 4 characters"
+    assert stored_user_messages(store, calm["session_id"]) == ["hello", "again"]
+    assert stored_user_messages(store, error["session_id"]) == ["fine"]
