@@ -4,23 +4,21 @@ from __future__ import annotations
 
 from agentvisor.admin.openapi import service_edits
 from agentvisor.admin.openapi.vocabulary import (
-    BOOLEAN,
     INTEGER,
     NUMBER,
-    OFFSET,
     SERVICE_ID,
     STRING,
     TIME_OR_NULL,
     Schema,
     array,
     enum,
-    limit_parameter,
     nullable,
     obj,
     operation,
-    query_parameter,
     ref,
 )
+from agentvisor.admin.params import OPERATION_TIMEOUT, openapi_of
+from agentvisor.admin.routes import services
 
 TAG = "Services"
 INSTANCE_STATES = ("stopped", "starting", "running", "backoff", "stopping", "exited", "fatal")
@@ -144,18 +142,9 @@ def schemas() -> dict[str, Schema]:
 
 
 def _operate(action: str, summary: str, *, force: bool = False) -> Schema:
-    parameters = [
-        SERVICE_ID,
-        query_parameter(
-            "timeout",
-            {"type": "number", "minimum": 0, "maximum": 3600, "default": 60},
-            "Seconds to wait for the instances to settle before answering 202",
-        ),
-    ]
+    parameters = [SERVICE_ID, OPERATION_TIMEOUT.openapi()]
     if force:
-        parameters.append(
-            query_parameter("force", BOOLEAN, "Skip draining: restart every instance at once")
-        )
+        parameters.append(services.FORCE.openapi())
     return {
         "post": operation(
             f"{action}Service",
@@ -178,12 +167,7 @@ def paths() -> dict[str, Schema]:
                 "Services with their state, health, stats and instances",
                 tag=TAG,
                 data=ref("ServiceList"),
-                parameters=(
-                    query_parameter("tag", STRING, "Only services with this tag"),
-                    query_parameter("status", enum(SERVICE_STATES), "Only services in this state"),
-                    limit_parameter(),
-                    OFFSET,
-                ),
+                parameters=openapi_of(*services.LIST_PARAMETERS),
                 errors=(400,),
             ),
             "post": service_edits.register_operation(),

@@ -15,15 +15,9 @@ import attrs
 import trio
 from quart import Blueprint, Response, request
 
-from agentvisor.admin.errors import (
-    page_of,
-    query_bool,
-    query_choice,
-    query_float,
-    query_int,
-    success,
-)
+from agentvisor.admin.errors import page_of, success
 from agentvisor.admin.lookup import request_source, resolve_service, service_ids
+from agentvisor.admin.params import LIMIT, OFFSET, OPERATION_TIMEOUT, Choice, Flag, Text
 from agentvisor.admin.routes.system import iso_time
 from agentvisor.admin.usage import live_stats, service_stats
 from agentvisor.supervise.registry import InstanceView, ServiceView
@@ -46,9 +40,10 @@ SERVICE_STATES = (
 )
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 MASK = "***"
-MAX_LIMIT = 1000
-#: Default bound on how long start/stop/restart wait for the instances to settle.
-DEFAULT_OPERATION_TIMEOUT = 60.0
+TAG = Text("tag", "Only services with this tag")
+STATUS = Choice("status", "Only services in this state", SERVICE_STATES)
+LIST_PARAMETERS = (TAG, STATUS, LIMIT, OFFSET)
+FORCE = Flag("force", "Skip draining: restart every instance at once")
 
 
 def looks_secret(name: str) -> bool:
@@ -210,10 +205,10 @@ def services_blueprint(deps: AdminDeps) -> Blueprint:
     @blueprint.get("/services")
     async def list_services() -> tuple[Response, int]:
         args = request.args
-        tag = args.get("tag") or None
-        status = query_choice(args, "status", SERVICE_STATES)
-        limit = query_int(args, "limit", 100, minimum=1, maximum=MAX_LIMIT)
-        offset = query_int(args, "offset", 0, minimum=0)
+        tag = TAG.parse(args)
+        status = STATUS.parse(args)
+        limit = LIMIT.parse(args)
+        offset = OFFSET.parse(args)
         views = [
             view
             for view in deps.supervisor.services()
@@ -253,10 +248,8 @@ def services_blueprint(deps: AdminDeps) -> Blueprint:
         supervisor = deps.supervisor
         name = await resolve_service(deps, service_id)  # 404 before anything is touched
         source = request_source(request.headers)
-        timeout = query_float(
-            request.args, "timeout", DEFAULT_OPERATION_TIMEOUT, minimum=0, maximum=3600
-        )
-        force = query_bool(request.args, "force")
+        timeout = OPERATION_TIMEOUT.parse(request.args)
+        force = FORCE.parse(request.args)
         started = time.monotonic()
         with trio.move_on_after(timeout) as waited:
             if action == "start":
