@@ -31,6 +31,7 @@ from agentvisor.events import EventBus
 from agentvisor.pidfile import open_pidfile
 from agentvisor.router.server import Router
 from agentvisor.store.writer import StateStore
+from agentvisor.supervise.autoscaler import Autoscaler
 from agentvisor.supervise.process import OSLauncher, open_launcher
 from agentvisor.supervise.spec import state_dir
 from agentvisor.supervise.supervisor import Supervisor
@@ -119,6 +120,7 @@ class Daemon:
         self.router = Router(self.supervisor, self.bus)
         self.router_binds = await nursery.start(self.router.run)
         self.supervisor.drain = self.router.drain
+        wire_autoscaler(self.supervisor.autoscaler, self.router)
         deps = AdminDeps(
             supervisor=self.supervisor,
             version=__version__,
@@ -202,6 +204,17 @@ class Daemon:
             log.log(level, "reloaded: %s", result.describe())
         finally:
             sdnotify.notify("READY=1")
+
+
+def wire_autoscaler(autoscaler: Autoscaler, router: Router) -> None:
+    """The autoscaler reads the router's load and held clients; a held client wakes it."""
+    autoscaler.load = router.load
+    autoscaler.waiting = lambda: dict(router.cold_start.waiting)
+
+    def wake() -> None:
+        autoscaler.wake.set()
+
+    router.cold_start.on_wait = wake
 
 
 def raise_open_files_limit() -> None:

@@ -44,6 +44,7 @@ from agentvisor.router.channels import (
     StreamChannel,
     configure_socket,
 )
+from agentvisor.router.coldstart import ColdStart
 from agentvisor.router.engine import RelayEngine
 from agentvisor.router.frames import CLOSE_POLICY, CLOSE_TRY_AGAIN
 from agentvisor.router.handshake import (
@@ -152,6 +153,7 @@ class Router(RouterLifecycle):
         self.messages_in = 0
         self.messages_out = 0
         self.engine = RelayEngine()
+        self.cold_start = ColdStart(self.routing, bus, self.draining)
         self._listeners: list[socket.socket] = []
         self._accepting: trio.CancelScope | None = None
 
@@ -323,6 +325,9 @@ class Router(RouterLifecycle):
             client,
             request,
         )
+        not_started = await self.cold_start.wait(plan.agents)
+        if not_started is not None:
+            raise HandshakeError(503, not_started)
         connection_id = str(uuid.uuid4())
         with trio.move_on_after(config.handshake_timeout):
             opened = await self._open_first(plan, connection_id, ip)

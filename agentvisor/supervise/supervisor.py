@@ -16,7 +16,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -28,6 +28,7 @@ from agentvisor.config.model import AgentConfig, Config
 from agentvisor.errors import AgentvisorError, ConfigInvalid, ServiceNotFound
 from agentvisor.events import ConfigReloaded, EventBus, OperatorAction
 from agentvisor.supervise.agentfiles import check_agent_files
+from agentvisor.supervise.autoscaler import Autoscaler
 from agentvisor.supervise.instance import Instance, InstanceGone, InstanceLogs, LineSink
 from agentvisor.supervise.logs import LogBook, RotatingLogFile
 from agentvisor.supervise.machine import Machine, Restart, Start, Stop
@@ -159,10 +160,20 @@ class Service:
         self.logbook = LogBook(name)
         self.waiting_for = ""
         self.operation: trio.CancelScope | None = None
+        self.autoscaled: int | None = None  # the autoscaler's count (within min..max)
+        self.retiring: set[int] = set()  # replicas scaled away, still draining or stopping
+
+    @property
+    def desired(self) -> int:
+        """Replicas to run: the autoscaler's count when autoscaled, else the config's."""
+        bounds = self.config.autoscale
+        if bounds is None or self.autoscaled is None:
+            return self.config.desired_replicas
+        return max(bounds.min, min(bounds.max, self.autoscaled))
 
     def view(self) -> ServiceView:
         instances = tuple(instance.view() for instance in self.instances)
-        desired = self.config.desired_replicas
+        desired = self.desired
         state = aggregate_state([i.state for i in instances], desired)
         if self.waiting_for and state == "stopped":
             state = "waiting"
@@ -207,6 +218,7 @@ class Supervisor:
         #: move an instance's clients elsewhere once their turns end.
         self.drain: Drain | None = None
         self._monitor = Monitor(self._watched, self._memory_restart, bus.publish)
+        self.autoscaler = Autoscaler(self)
 
     # Queries -----------------------------------------------------------------
 
@@ -221,6 +233,10 @@ class Supervisor:
 
     def instances(self, name: str) -> list[Instance]:
         return list(self._get(name).instances)
+
+    def services_by_name(self) -> dict[str, Service]:
+        """The services themselves (for the autoscaler, which lives beside the supervisor)."""
+        return dict(self._services)
 
     def endpoints(self) -> list[Endpoint]:
         """Every instance with a port, for the router (routable or not: it filters)."""
@@ -267,6 +283,7 @@ class Supervisor:
                 if service.config.autostart:
                     self._begin(service, self._start_op(service, "autostart"))
             nursery.start_soon(self._monitor.run, lambda: self.config.supervisor.sample_interval)
+            nursery.start_soon(self.autoscaler.run)
             task_status.started()
 
     async def shutdown(self) -> None:
@@ -536,29 +553,56 @@ class Supervisor:
 
         return remove
 
-    def _scale(self, service: Service) -> None:
-        desired = service.config.desired_replicas
-        while len(service.instances) > desired:
-            instance, scope = service.instances.pop(), service.scopes.pop()
+    def scale_to(self, name: str, desired: int, victims: Sequence[int] = ()) -> None:
+        """The autoscaler's hook: run ``desired`` replicas, retiring ``victims`` first."""
+        if self._closing:
+            return
+        service = self._get(name)
+        service.autoscaled = desired
+        self._scale(service, victims)
+
+    def _scale(self, service: Service, victims: Sequence[int] = ()) -> None:
+        """Retire replicas beyond the desired count (``victims`` first, then the highest);
+        add missing ones on the lowest free replica numbers that have a port."""
+        desired = service.desired
+        order = sorted(
+            range(len(service.instances)),
+            key=lambda i: (service.instances[i].replica in victims, i),
+        )
+        for index in sorted(order[desired:], reverse=True):
+            instance, scope = service.instances.pop(index), service.scopes.pop(index)
             self._begin_detached(instance, scope)
         live = any(i.state in (S.STARTING, S.RUNNING, S.BACKOFF) for i in service.instances)
         start = live or (not service.instances and service.config.autostart)
-        for replica in range(len(service.instances), desired):
+        taken = {i.replica for i in service.instances} | service.retiring
+        free = (
+            replica
+            for replica in range(desired + len(taken))
+            if replica not in taken and (service.name, replica) in self._ports.assigned
+        )
+        for _, replica in zip(range(desired - len(service.instances)), free, strict=False):
             instance = self._add_instance_soon(service, replica)
             if start:
                 instance.send(Start("scaled up"))
+        pairs = sorted(zip(service.instances, service.scopes, strict=True), key=_by_replica)
+        service.instances[:] = [instance for instance, _ in pairs]
+        service.scopes[:] = [scope for _, scope in pairs]
 
     def _begin_detached(self, instance: Instance, scope: trio.CancelScope) -> None:
         """Stop an instance no longer part of its service, then end its task."""
         assert self._nursery is not None
 
+        service = self._services[instance.service]
+        service.retiring.add(instance.replica)
+
         async def retire() -> None:
             try:
-                await self._drain(self._services[instance.service], instance)
+                await self._drain(service, instance)
                 instance.send(Stop("scaled down"))
                 await instance.wait_until(_at_rest)
             finally:
                 scope.cancel()
+                service.retiring.discard(instance.replica)
 
         self._nursery.start_soon(retire)
 
@@ -643,6 +687,10 @@ class Supervisor:
     ) -> None:
         log.info("%s %s (%s): %s", action, target or "agentvisor", source, message)
         self.bus.publish(OperatorAction(action, target, source, outcome, message, time.time()))
+
+
+def _by_replica(pair: tuple[Instance, trio.CancelScope]) -> int:
+    return pair[0].replica
 
 
 def _check_up(service: Service, what: str) -> None:
