@@ -87,11 +87,12 @@ def console_blueprint() -> Blueprint:
     async def home() -> Response:
         return await index()
 
-    @blueprint.get("/<page>")
-    @blueprint.get("/<page>/<path:rest>")
+    # Only the console's own pages match, so /api/v1/... keeps its 404s and 405s.
+    pages = f"<any({', '.join(CONSOLE_PAGES)}):page>"
+
+    @blueprint.get(f"/{pages}")
+    @blueprint.get(f"/{pages}/<path:rest>")
     async def deep_link(page: str, rest: str = "") -> Response:
-        if page not in CONSOLE_PAGES:
-            raise NotFound()
         return await index()
 
     async def static_file(name: str, max_age: int) -> Response:

@@ -813,6 +813,8 @@ export interface components {
             cpu_percent: number | null;
             endpoint: string | null;
             exit_code: number | null;
+            /** @description How the last process ended, with its last stderr line: exit status 2: SyntaxError: invalid syntax */
+            exit_reason: string;
             failures: number;
             health: components["schemas"]["InstanceHealth"];
             host: string;
@@ -830,6 +832,8 @@ export interface components {
             started_at: string | null;
             /** @enum {string} */
             state: "stopped" | "starting" | "running" | "backoff" | "stopping" | "exited" | "fatal";
+            /** @description The last stderr lines of the current or last process */
+            stderr_tail: string[];
             uptime_seconds: number | null;
         };
         InstanceHealth: {
@@ -1025,7 +1029,9 @@ export interface components {
             headers?: {
                 [key: string]: string;
             };
-            ip?: string;
+            /** @description The client's address (default 127.0.0.1) */
+            ip?: string | unknown | unknown;
+            /** @description Default / */
             path?: string;
             query?: {
                 [key: string]: string | string[];
@@ -1484,7 +1490,7 @@ export interface operations {
                 since?: string;
                 /** @description One service (stable id or name) */
                 service_id?: string;
-                /** @description Only these kinds (comma-separated) */
+                /** @description Only these kinds (comma-separated; repeatable) */
                 kind?: string;
             };
             header?: never;
@@ -1834,9 +1840,9 @@ export interface operations {
     };
     searchLogs: {
         parameters: {
-            query?: {
-                /** @description Words to find (required) */
-                query?: string;
+            query: {
+                /** @description The words to search for */
+                query: string;
                 /** @description One service (stable id or name) */
                 service_id?: string;
                 /** @description At most this many items (1 to 1000) */
@@ -2143,6 +2149,15 @@ export interface operations {
                 headers: {
                     /** @description Bearer realm */
                     "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, PORT_IN_USE, … */
+            409: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -2631,7 +2646,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflict: SERVICE_ALREADY_EXISTS or PORT_IN_USE */
+            /** @description Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, PORT_IN_USE, … */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2739,7 +2754,7 @@ export interface operations {
     unregisterService: {
         parameters: {
             query?: {
-                /** @description Seconds to wait for the instances to stop before answering 202 */
+                /** @description Seconds to wait for the operation to finish before answering 202 */
                 timeout?: number;
             };
             header?: never;
@@ -2806,7 +2821,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflict: SERVICE_ALREADY_EXISTS or PORT_IN_USE */
+            /** @description Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, PORT_IN_USE, … */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2867,7 +2882,7 @@ export interface operations {
     updateServiceConfig: {
         parameters: {
             query?: {
-                /** @description Seconds to wait for the rolling restart before answering 202 */
+                /** @description Seconds to wait for the operation to finish before answering 202 */
                 timeout?: number;
             };
             header?: never;
@@ -2938,7 +2953,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflict: SERVICE_ALREADY_EXISTS or PORT_IN_USE */
+            /** @description Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, PORT_IN_USE, … */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3093,7 +3108,7 @@ export interface operations {
     restartService: {
         parameters: {
             query?: {
-                /** @description Seconds to wait for the instances to settle before answering 202 */
+                /** @description Seconds to wait for the operation to finish before answering 202 */
                 timeout?: number;
                 /** @description Skip draining: restart every instance at once */
                 force?: boolean;
@@ -3260,7 +3275,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflict: SERVICE_ALREADY_EXISTS or PORT_IN_USE */
+            /** @description Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, PORT_IN_USE, … */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3321,7 +3336,7 @@ export interface operations {
     startService: {
         parameters: {
             query?: {
-                /** @description Seconds to wait for the instances to settle before answering 202 */
+                /** @description Seconds to wait for the operation to finish before answering 202 */
                 timeout?: number;
             };
             header?: never;
@@ -3478,7 +3493,7 @@ export interface operations {
     stopService: {
         parameters: {
             query?: {
-                /** @description Seconds to wait for the instances to settle before answering 202 */
+                /** @description Seconds to wait for the operation to finish before answering 202 */
                 timeout?: number;
             };
             header?: never;
@@ -3660,9 +3675,9 @@ export interface operations {
             query?: {
                 /** @description Which series (default connections) */
                 metric?: "connections" | "sessions" | "cpu" | "memory" | "messages" | "errors" | "restarts";
-                /** @description How far back: 30m, 1h, 7d (default 1h) */
+                /** @description How far back: 30m, 1h, 7d (default 1h); at least 1s (a bare number is seconds), longer than 3.16224e+07s is taken as 3.16224e+07s */
                 period?: string;
-                /** @description Bucket width: 1m, 5m (default: ~60 buckets) */
+                /** @description Bucket width: 1m, 5m (default: ~60 buckets); at least 1s (a bare number is seconds), longer than 3.16224e+07s is taken as 3.16224e+07s */
                 interval?: string;
                 /** @description One service (stable id or name) */
                 service_id?: string;
