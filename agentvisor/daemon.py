@@ -121,6 +121,7 @@ class Daemon:
         self.router_binds = await nursery.start(self.router.run)
         self.supervisor.drain = self.router.drain
         wire_autoscaler(self.supervisor.autoscaler, self.router)
+        self.supervisor.notify = sdnotify.notify
         deps = AdminDeps(
             supervisor=self.supervisor,
             version=__version__,
@@ -190,8 +191,7 @@ class Daemon:
 
     async def _reload(self) -> None:
         assert self.supervisor is not None
-        sdnotify.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
-        try:
+        try:  # the supervisor tells systemd (RELOADING=1, READY=1), as for API reloads
             result = await self.supervisor.reload(source="signal")
         except ConfigInvalid as error:
             log.error("reload rejected, the running config is unchanged:")
@@ -202,8 +202,6 @@ class Daemon:
         else:
             level = logging.WARNING if result.failed else logging.INFO
             log.log(level, "reloaded: %s", result.describe())
-        finally:
-            sdnotify.notify("READY=1")
 
 
 def wire_autoscaler(autoscaler: Autoscaler, router: Router) -> None:

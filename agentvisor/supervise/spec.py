@@ -53,6 +53,35 @@ def _substitute(arg: str, values: Mapping[str, str]) -> str:
     return arg
 
 
+#: agentvisor's own, never a worker's: systemd's notify socket and watchdog (a worker
+#: that used them would speak for agentvisor: a READY=1 or a watchdog ping on its
+#: behalf), socket activation, and the admin API's token.
+PRIVATE_VARIABLES = frozenset(
+    {
+        "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "LISTEN_FDNAMES",
+        "AGENTVISOR_TOKEN",
+    }
+)
+
+
+def worker_environment(base_env: Mapping[str, str], admin_token: str | None) -> dict[str, str]:
+    """What a worker inherits: agentvisor's environment without what is agentvisor's own.
+
+    A variable holding the admin token under another name (``token = "${MY_TOKEN}"``)
+    is left out too. An agent's ``environment`` may still set any of them on purpose.
+    """
+    return {
+        key: value
+        for key, value in base_env.items()
+        if key not in PRIVATE_VARIABLES and not (admin_token and value == admin_token)
+    }
+
+
 def launch_spec(
     name: str,
     agent: AgentConfig,
@@ -62,7 +91,7 @@ def launch_spec(
     base_env: Mapping[str, str],
 ) -> LaunchSpec:
     values = {"port": str(port), "host": agent.host, "name": name, "replica": str(replica)}
-    env = dict(base_env)
+    env = worker_environment(base_env, config.admin.token)
     env.update(
         AGENTVISOR_SERVICE=name,
         AGENTVISOR_REPLICA=str(replica),

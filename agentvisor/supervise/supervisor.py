@@ -217,6 +217,9 @@ class Supervisor:
         #: The router's drain (set by the daemon; supervise may not import the router):
         #: move an instance's clients elsewhere once their turns end.
         self.drain: Drain | None = None
+        #: systemd's sd_notify (set by the daemon; supervise does not talk to systemd):
+        #: every reload, by signal or through the API, is told as RELOADING=1 … READY=1.
+        self.notify: Callable[..., object] | None = None
         self._monitor = Monitor(self._watched, self._memory_restart, bus.publish)
         self.autoscaler = Autoscaler(self)
 
@@ -465,6 +468,24 @@ class Supervisor:
     async def _reload(self, source: str, new: Config | None = None) -> ReloadResult:
         if self._closing:
             raise ShuttingDown("agentvisor is shutting down")
+        self._tell_systemd(
+            "RELOADING=1",
+            f"MONOTONIC_USEC={time.monotonic_ns() // 1000}",
+            f"STATUS=reloading the config (requested by {source})",
+        )
+        status = "reload rejected: still running the previous config"
+        try:
+            result = await self._reload_now(source, new)
+            status = f"supervising {len(self.config.agents)} agents; reload: {result.describe()}"
+            return result
+        finally:
+            self._tell_systemd("READY=1", "STATUS=" + " ".join(status.split()))
+
+    def _tell_systemd(self, *states: str) -> None:
+        if self.notify is not None:
+            self.notify(*states)
+
+    async def _reload_now(self, source: str, new: Config | None) -> ReloadResult:
         async with self._reload_lock:
             try:
                 if new is None:

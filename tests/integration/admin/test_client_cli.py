@@ -115,6 +115,14 @@ async def test_ctl_status_show_and_errors(
         assert await run_ctl("-s", admin.url, "--token", TOKEN, "status") == 0
         capsys.readouterr()
 
+        # issue 13: --json after the subcommand too; 3 once something is not running.
+        assert await run_ctl("-s", sock, "status", "--json") == 0
+        assert json.loads(capsys.readouterr().out)[0]["state"] == "running"
+        assert await run_ctl("-s", sock, "stop", "alpha") == 0
+        capsys.readouterr()
+        assert await run_ctl("-s", sock, "status", "alpha", "--json") == 3
+        assert json.loads(capsys.readouterr().out)[0]["state"] == "stopped"
+
 
 async def test_ctl_stop_start_all_and_tail(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
