@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 import trio
 
 from agentvisor.config.model import HealthConfig, HealthMode
@@ -392,8 +393,7 @@ class Instance:
     async def _watch(self, handle: ProcessHandle, generation: int) -> None:
         """Read the process's output, check its health, and report its exit."""
         spawned_at = trio.current_time()
-        # returncode, uptime, wall clock, (expected, why, asked for) judged before Exited applies
-        exited: tuple[int, float, float, tuple[bool, str, bool]] | None = None
+        exited: InstanceExited | None = None  # judged before Exited applies; stderr added last
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._pump, handle.stdout, "stdout")
@@ -407,43 +407,37 @@ class Instance:
                 if self._handle is handle:
                     self._handle = None
                     self.sample, self.worker_stats, self.sessions = None, None, 0
-                stopping = self.machine.state is ProcessState.STOPPING
-                cause = (*exit_cause(self.machine, code, self.policy), stopping)
-                exited = (code, trio.current_time() - spawned_at, time.time(), cause)
+                expected, why = exit_cause(self.machine, code, self.policy)
+                exited = InstanceExited(
+                    service=self.service,
+                    replica=self.replica,
+                    pid=handle.pid,
+                    returncode=code,
+                    expected=expected,
+                    uptime=trio.current_time() - spawned_at,
+                    at=time.time(),
+                    # a stop agentvisor asked for is explained by its reason
+                    reason=why if self.machine.state is ProcessState.STOPPING else "",
+                )
                 self._enqueue(generation, Exited(code))
                 # The pipes close when the last holder goes; read what is left, bounded.
                 nursery.cancel_scope.deadline = trio.current_time() + OUTPUT_DRAIN_TIMEOUT
         finally:
             if exited is not None:
-                self._publish_exit(handle.pid, *exited)
+                self._publish_exit(exited)
             handle.close()
             if self._handle is None:
                 self._logs.close()
 
-    def _publish_exit(
-        self, pid: int, code: int, uptime: float, at: float, cause: tuple[bool, str, bool]
-    ) -> None:
+    def _publish_exit(self, exited: InstanceExited) -> None:
         """The exit event, once stderr is read to its end: the cause is in its last lines.
 
-        A stop agentvisor asked for is explained by the stop's reason; a death of
-        its own by how it ended and the last stderr line.
+        A death of its own is explained by how it ended and the last stderr line.
         """
         tail = tuple(self.stderr_tail)
-        self.exit_reason = exit_reason(code, tail)
-        expected, why, asked_for = cause
-        self._bus.publish(
-            InstanceExited(
-                service=self.service,
-                replica=self.replica,
-                pid=pid,
-                returncode=code,
-                expected=expected,
-                uptime=uptime,
-                at=at,
-                reason=why if asked_for else self.exit_reason,
-                stderr_tail=tail,
-            )
-        )
+        self.exit_reason = exit_reason(exited.returncode, tail)
+        reason = exited.reason or self.exit_reason
+        self._bus.publish(attrs.evolve(exited, reason=reason, stderr_tail=tail))
 
     async def _pump(self, stream: trio.abc.ReceiveStream, name: str) -> None:
         def write(texts: Sequence[str]) -> None:
