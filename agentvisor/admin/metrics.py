@@ -28,6 +28,9 @@ Metric names (labels in braces):
   ``agentvisor_router_messages_total{direction}``,
   ``agentvisor_router_routing_failures_total``, ``agentvisor_router_refused_total{code}``,
   ``agentvisor_router_failovers_total{outcome}``.
+- for autoscaled agents, from the last decision: ``agentvisor_autoscaler_signal{service,signal}``
+  (sessions, turns, cpu_percent, waiting_clients) and
+  ``agentvisor_autoscaler_wanted_replicas{service,signal}`` (the count each signal asks for)
   ``direction`` is ``in`` (client to agent) or ``out`` (agent to client).
 """
 
@@ -182,6 +185,7 @@ class AgentvisorCollector(Collector):
         yield from self._instances(views)
         yield from self.deps.health_checks.families(view.name for view in views)
         yield from self._events()
+        yield from self._autoscaler()
         router = self.deps.router
         if router is not None:
             yield from router_families(router.statistics())
@@ -212,6 +216,32 @@ class AgentvisorCollector(Collector):
             running.add_metric([view.name], view.running)
         yield desired
         yield running
+
+    def _autoscaler(self) -> Iterator[Metric]:
+        values = GaugeMetricFamily(
+            "agentvisor_autoscaler_signal",
+            "What the autoscaler's last decision saw",
+            labels=["service", "signal"],
+        )
+        wanted = GaugeMetricFamily(
+            "agentvisor_autoscaler_wanted_replicas",
+            "Replicas each signal asked for at the autoscaler's last decision",
+            labels=["service", "signal"],
+        )
+        for name, decision in self.deps.supervisor.autoscaler.decisions().items():
+            seen: dict[str, float] = {
+                "sessions": decision.sessions,
+                "turns": decision.turns,
+                "waiting_clients": decision.waiting_clients,
+            }
+            if decision.cpu_percent is not None:
+                seen["cpu_percent"] = decision.cpu_percent
+            for signal, value in seen.items():
+                values.add_metric([name, signal], value)
+            for signal, count in decision.by_signal.items():
+                wanted.add_metric([name, signal], count)
+        yield values
+        yield wanted
 
     def _instances(self, views: list[ServiceView]) -> Iterator[Metric]:
         labels = list(INSTANCE_LABELS)

@@ -228,6 +228,15 @@ def _last_exits(instances: list[Mapping[str, Any]]) -> list[RenderableType]:
     return parts
 
 
+def _autoscale_summary(policy: Mapping[str, Any]) -> str:
+    """``1..3 replicas, desired 2; last change: …``: the bounds, the count and why."""
+    text = f"{policy.get('min')}..{policy.get('max')} replicas, desired {policy.get('desired')}"
+    for key, label in (("last_change", "last change"), ("last_decision", "last decision")):
+        if policy.get(key):
+            return f"{text}; {label}: {policy[key].get('reason', '')}"
+    return text
+
+
 def service_detail(service: Mapping[str, Any], now: float) -> RenderableType:
     """``agentvisorctl show NAME``: summary, instances, config."""
     header = Text()
@@ -251,6 +260,9 @@ def service_detail(service: Mapping[str, Any], now: float) -> RenderableType:
         ("memory", humanize_bytes(stats.get("memory_bytes"))),
         ("health", str(service.get("health", "unknown"))),
     ]
+    autoscale = service.get("autoscale")
+    if autoscale:
+        rows.append(("autoscale", _autoscale_summary(autoscale)))
     note = trouble_note(service, now)
     if note:
         rows.append(("note", note))

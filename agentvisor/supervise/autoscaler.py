@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
-from attrs import define, evolve, field
+from attrs import define, evolve
 
 from agentvisor.config.model import AutoscaleConfig
 from agentvisor.events import OperatorAction
@@ -72,7 +72,7 @@ class Track:
     last_change_message: str = ""
     last_at: float = 0.0  # wall clock of ``last`` / ``last_change``
     last_change_at: float = 0.0
-    decisions: int = field(default=0)
+    decisions: int = 0
 
 
 class Autoscaler:
@@ -195,10 +195,9 @@ def _replica_signals(
     for instance in service.instances:
         sessions, turns = load.get(f"{service.name}:{instance.replica}", (0, 0))
         stats = instance.worker_stats if instance.state is ProcessState.RUNNING else None
-        if stats is not None:
+        if stats is not None:  # clients may reach the worker directly, not through the router
             worker_turns = stats.get("turns", {})
-            direct = int(stats.get("connections", 0))
-            sessions = max(sessions, direct)
+            sessions = max(sessions, instance.sessions)
             turns = max(turns, int(worker_turns.get("running", 0) + worker_turns.get("queued", 0)))
         sample = instance.sample
         replicas.append(

@@ -111,7 +111,14 @@ def schemas() -> dict[str, Schema]:
                         "config": {
                             "type": "object",
                             "description": "The [agents.NAME] table; secret-looking values '***'",
-                        }
+                        },
+                        "autoscale": {
+                            "type": "object",
+                            "nullable": True,
+                            "description": "The autoscaler's policy settings, desired replicas, "
+                            "last decision (with its signals and reason) and last change; null "
+                            "when the agent has no [agents.NAME.autoscale]",
+                        },
                     }
                 ),
             ]

@@ -196,7 +196,9 @@ async def describe_service(deps: AdminDeps, name: str) -> dict[str, Any]:
     view = deps.supervisor.service(name)
     ids = await service_ids(deps, [name])
     stats = await service_stats(deps, view)
-    return service_detail_to_dict(view, service_id=ids[name], stats=stats)
+    data = service_detail_to_dict(view, service_id=ids[name], stats=stats)
+    data["autoscale"] = deps.supervisor.autoscaler.status(name)
+    return data
 
 
 def services_blueprint(deps: AdminDeps) -> Blueprint:

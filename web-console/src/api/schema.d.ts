@@ -1159,6 +1159,8 @@ export interface components {
             uptime_seconds: number | null;
         };
         ServiceDetail: components["schemas"]["ServiceItem"] & {
+            /** @description The autoscaler's policy settings, desired replicas, last decision (with its signals and reason) and last change; null when the agent has no [agents.NAME.autoscale] */
+            autoscale: Record<string, never> | null;
             /** @description The [agents.NAME] table; secret-looking values '***' */
             config: Record<string, never>;
         };
