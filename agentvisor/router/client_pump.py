@@ -135,7 +135,8 @@ def _from_client(
             if conn.plan.wrap:
                 pieces.append(wrap_message(conn, opcode, payload))
             if opcode == OP_TEXT and b"user.message" in payload:
-                can_rewrite = not conn.plan.wrap and record[3] >= 0
+                plan = conn.plan
+                can_rewrite = plan.agent_protocol and not plan.wrap and record[3] >= 0
                 sent = conn.tracker.client_message(payload, can_rewrite=can_rewrite)
                 if sent is not None and sent is not payload:  # a message_id was assigned
                     swaps.append((record[3], record[4], conn.client_frame(sent)))

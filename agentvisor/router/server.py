@@ -324,6 +324,7 @@ class Router(RouterLifecycle):
             self.routing.wraps(decision.rule),
             client,
             request,
+            self.routing.speaks_agent_protocol(decision.agents),
         )
         not_started = await self.cold_start.wait(plan.agents)
         if not_started is not None:
