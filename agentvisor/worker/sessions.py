@@ -381,11 +381,11 @@ class SessionManager:
             return
         session.attach(connection)
         session.last_activity = self.clock()
-        if session.knows(message_id):
-            log.info("session %s: message %r again; not run again", session.id, message_id)
-            self._after_restore(session)
-            return
+        copy = session.knows(message_id)  # before a turn taken back is resumed
         self._after_restore(session)
+        if copy:
+            log.info("session %s: message %r again; not run again", session.id, message_id)
+            return
         if not session.busy:
             self._start_turn(session, request)
         elif self.settings.on_busy is OnBusy.REJECT:
