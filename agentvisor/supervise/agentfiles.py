@@ -17,7 +17,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import attrs
@@ -92,16 +92,18 @@ def check_agent_files(
     *,
     shown_as: str | None = None,
     timeout: float = TIMEOUT,
+    only: Collection[str] | None = None,
 ) -> list[ConfigIssue]:
     """Every agent file of ``config`` that would not load, located at its ``agent`` key.
 
-    ``shown_as`` names the config file in the issues (default: its absolute path).
+    ``shown_as`` names the config file in the issues (default: its absolute path);
+    ``only``: the agents to check (a reload checks those it would start or restart).
     """
     base_env = dict(os.environ if env is None else env)
     probes: dict[str, _Probe] = {}
     users: dict[str, list[str]] = {}
     for name, agent in config.agents.items():
-        if agent.agent is None:
+        if agent.agent is None or (only is not None and name not in only):
             continue
         path = resolve_path(config.base_dir, agent.agent)
         cwd = resolve_path(config.base_dir, agent.directory or ".")

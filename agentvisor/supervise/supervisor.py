@@ -103,10 +103,12 @@ class ReloadResult:
         return "; ".join(parts) if parts else "no change"
 
 
-def _load_checked(path: str) -> Config:
-    """The config file loaded, validated, and its agent files load-checked (blocking)."""
+def _load_checked(path: str, running: Config) -> Config:
+    """The config file loaded, validated, and the agent files of the agents it adds or
+    changes load-checked (blocking): an unchanged agent is not restarted by the reload."""
     config = load_config(path)
-    issues = check_agent_files(config, shown_as=path)
+    changed = [name for name, agent in config.agents.items() if running.agents.get(name) != agent]
+    issues = check_agent_files(config, shown_as=path, only=changed)
     if issues:
         raise ConfigInvalid(issues)
     return config
@@ -489,7 +491,9 @@ class Supervisor:
         async with self._reload_lock:
             try:
                 if new is None:
-                    new = await trio.to_thread.run_sync(_load_checked, self.config_path)
+                    new = await trio.to_thread.run_sync(
+                        _load_checked, self.config_path, self.config
+                    )
                 ports = self._ports.plan(new.agents)  # no ports, no change at all
             except AgentvisorError as error:
                 errors = error.details.get("errors", [error.message])

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+import trio
+
 from agentvisor.config.load import load_config
+from agentvisor.errors import ConfigInvalid
 from agentvisor.supervise.agentfiles import check_agent_files
+from tests.integration.supervise.test_supervisor import child, running, wait_state
+from tests.integration.supervise.test_supervisor import write_config as supervised
 
 REPO = Path(__file__).resolve().parents[3]
 GOOD = (REPO / "examples" / "echo_agent.py").read_text()
@@ -77,3 +83,23 @@ def test_the_file_imports_siblings_and_sees_the_agent_environment(tmp_path: Path
         '[agents.x]\nagent = "uses.py"\nenvironment = { AGENT_NAME = "x" }\n'
     )
     assert check_agent_files(load_config(tmp_path / "agentvisor.toml")) == []
+
+
+async def test_a_reload_checks_only_the_agent_files_it_would_start(tmp_path: Path) -> None:
+    """An unchanged agent is not restarted by a reload, so its file is not imported again."""
+    (tmp_path / "kept.py").write_text(GOOD)
+    sleeper = f"command = {child('sleeper.py')}\nstartsecs = 0\nhealth.enabled = false\n"
+    kept = '[agents.kept]\nagent = "kept.py"\nautostart = false\n'
+    config = supervised(tmp_path / "a.toml", kept + f"[agents.other]\n{sleeper}")
+    async with running(config) as supervisor:
+        with trio.fail_after(10):
+            await wait_state(supervisor, "other", "running")
+        (tmp_path / "kept.py").write_text("def broken(:\n")  # not running: nothing to restart
+        config.write_text(config.read_text() + "tags = ['edited']\n")
+        result = await supervisor.reload(source="test")
+        assert result.to_dict()["changed"] is True  # accepted: other's tags changed
+        (tmp_path / "added.py").write_text("def broken(:\n")
+        config.write_text(config.read_text() + '\n[agents.added]\nagent = "added.py"\n')
+        with pytest.raises(ConfigInvalid) as caught:
+            await supervisor.reload(source="test")
+        assert [issue.path for issue in caught.value.issues] == ["agents.added.agent"]
