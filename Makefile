@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 CONFIG ?= agentvisor.toml.example
 LINTED := agentvisor tests examples $(wildcard bench)
 
-.PHONY: run test lint typecheck layers unit check bench clean console console-test chromium
+.PHONY: run test lint typecheck layers unit check bench clean console console-test chromium docs
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -60,6 +60,11 @@ unit: $(VENV)/.installed
 
 check: $(VENV)/.installed
 	$(BIN)/agentvisor check -c $(CONFIG)
+
+# Generated reference docs; tests fail when the committed copies are stale.
+docs: $(VENV)/.installed
+	$(BIN)/python -m agentvisor.config.reference > docs/configuration.md
+	$(BIN)/python -m agentvisor.admin.openapi.markdown > docs/api.md
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/supervisor_bench.py

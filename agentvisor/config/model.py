@@ -86,12 +86,14 @@ _non_negative = ge(0.0)
 
 
 def _port_range(_inst: object, _attr: attrs.Attribute[Any], value: tuple[int, int]) -> None:
+    """[low, high] with 1 <= low <= high <= 65535."""
     low, high = value
     if not (1 <= low <= high <= 65535):
         raise ValueError(f"must be [low, high] with 1 <= low <= high <= 65535, got {list(value)}")
 
 
 def _optional_port(_inst: object, _attr: attrs.Attribute[Any], value: int | None) -> None:
+    """1 to 65535."""
     if value is not None and not (1 <= value <= 65535):
         raise ValueError(f"must be a port from 1 to 65535, got {value}")
 

@@ -30,8 +30,8 @@ COMMAND: Schema = {
     "description": "A program serving WebSocket on {port}: an argv string or list",
 }
 AGENT_SETTINGS = (
-    "Any key of an [agents.NAME] table (CONFIG.md) is accepted too, at the top level or "
-    "in `config`; unknown keys are a 400 naming them."
+    "Any key of an [agents.NAME] table (docs/configuration.md) is accepted too, at the top "
+    "level or in `config`; unknown keys are a 400 naming them."
 )
 TIMEOUT = OPERATION_TIMEOUT.openapi()
 

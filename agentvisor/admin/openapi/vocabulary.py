@@ -173,7 +173,7 @@ def common_schemas() -> dict[str, Schema]:
     return {
         "Error": obj(
             {
-                "code": {"type": "string", "description": "A stable code of API.md"},
+                "code": {"type": "string", "description": "A stable code (docs/api.md lists them)"},
                 "message": {"type": "string", "description": "One sentence for people"},
                 "details": {"type": "object", "additionalProperties": True},
             }

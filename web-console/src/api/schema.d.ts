@@ -320,7 +320,7 @@ export interface paths {
         get?: never;
         /**
          * Change settings (a JSON merge patch); restarts only when needed
-         * @description `null` puts a setting back to its default. Any key of an [agents.NAME] table (CONFIG.md) is accepted too, at the top level or in `config`; unknown keys are a 400 naming them.
+         * @description `null` puts a setting back to its default. Any key of an [agents.NAME] table (docs/configuration.md) is accepted too, at the top level or in `config`; unknown keys are a 400 naming them.
          */
         put: operations["updateServiceConfig"];
         post?: never;
@@ -610,7 +610,7 @@ export interface components {
             source: string | null;
             timestamp: number;
         };
-        /** @description Any key of an [agents.NAME] table (CONFIG.md) is accepted too, at the top level or in `config`; unknown keys are a 400 naming them. */
+        /** @description Any key of an [agents.NAME] table (docs/configuration.md) is accepted too, at the top level or in `config`; unknown keys are a 400 naming them. */
         ConfigChanges: {
             agent?: string;
             /** @description Agent file (also `agent`) */
@@ -743,7 +743,7 @@ export interface components {
             target_service_id: string;
         };
         Error: {
-            /** @description A stable code of API.md */
+            /** @description A stable code (docs/api.md lists them) */
             code: string;
             details: {
                 [key: string]: unknown;
@@ -956,7 +956,7 @@ export interface components {
             limit: number;
             offset: number;
         };
-        /** @description Any key of an [agents.NAME] table (CONFIG.md) is accepted too, at the top level or in `config`; unknown keys are a 400 naming them. */
+        /** @description Any key of an [agents.NAME] table (docs/configuration.md) is accepted too, at the top level or in `config`; unknown keys are a 400 naming them. */
         RegisterRequest: {
             agent?: string;
             /** @description Agent file (also `agent`) */
