@@ -85,6 +85,10 @@ def cmd_monitor(
                 data, _view = monitor_frame(ctx, args.name)
                 ctx.out(render.to_json(data).replace("\n", ""))
                 sleep(args.interval)
+        if not ctx.console.is_terminal:  # a pipe or a file: each frame after the last
+            while True:
+                ctx.console.print(monitor_frame(ctx, args.name)[1])
+                sleep(args.interval)
         _data, view = monitor_frame(ctx, args.name)
         with Live(view, console=ctx.console, screen=False, auto_refresh=False) as live:
             while True:
