@@ -130,7 +130,9 @@ def _command(field: str, value: Any) -> None:
 def _port(field: str, value: Any) -> None:
     _integer(field, value)
     if not 1 <= value <= 65535:
-        raise InvalidRequest(f"Field '{field}' must be a port from 1 to 65535, got {value}")
+        raise InvalidRequest(
+            f"Field '{field}' must be a port from 1 to 65535, got {value}", field=field
+        )
 
 
 def _autorestart(field: str, value: Any) -> None:

@@ -199,3 +199,6 @@ def check_limits(args: argparse.Namespace) -> None:
     limit = getattr(args, "limit", None)
     if isinstance(limit, int) and not 1 <= limit <= PAGE:
         raise UsageError(f"-n must be from 1 to {PAGE}")
+    query = getattr(args, "query", None)
+    if isinstance(query, str) and not query.strip():
+        raise UsageError("QUERY must name at least one word to search for")

@@ -90,6 +90,7 @@ def test_register_sends_an_absolute_agent_path_and_only_what_was_given(tmp_path:
         ["scale", "x", "-1"],
         ["events", "-n", "0"],
         ["logs", "search", "q", "-n", "5000"],
+        ["logs", "search", " "],
         ["monitor", "--interval", "0.01"],
         ["route", "create", "r", "--condition", "=x"],
     ],
