@@ -104,10 +104,11 @@ class ConfigIssue:
     col: int = 0  # 1-based; 0 when unknown
 
     def __str__(self) -> str:
-        where = self.file or "<config>"
-        if self.line:
-            where = f"{where}:{self.line}:{self.col or 1}"
-        return f"{where} {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        what = f"{self.path}: {self.message}" if self.path else self.message
+        if not self.file:  # not in a file (an edit refused before it was written)
+            return what
+        where = f"{self.file}:{self.line}:{self.col or 1}" if self.line else self.file
+        return f"{where} {what}" if self.path else f"{where}: {self.message}"
 
 
 class ConfigInvalid(AgentvisorError):

@@ -33,6 +33,7 @@ from agentvisor.admin.routes.system import system_blueprint
 from agentvisor.admin.security import install_security
 from agentvisor.admin.stream import StreamCounters, stream_blueprint
 from agentvisor.config.persist import ConfigEditor
+from agentvisor.supervise.agentfiles import check_changed_agent_files
 
 if TYPE_CHECKING:
     from agentvisor.admin.routes.connections import RouterApi
@@ -42,7 +43,9 @@ if TYPE_CHECKING:
 
 def _editor_of(deps: AdminDeps) -> ConfigEditor | None:
     """The file the daemon runs from is the one API edits go to (ARCHITECTURE.md)."""
-    return ConfigEditor(deps.config_path) if deps.config_path else None
+    if not deps.config_path:
+        return None
+    return ConfigEditor(deps.config_path, check=check_changed_agent_files)
 
 
 @attrs.frozen

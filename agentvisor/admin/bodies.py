@@ -12,7 +12,6 @@ make a valid config is the validator's call, on the whole file (422
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -20,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from agentvisor.config.convert import did_you_mean
 from agentvisor.config.model import AgentConfig, RouteConfig
 from agentvisor.errors import InvalidRequest
 
@@ -130,7 +130,9 @@ def _command(field: str, value: Any) -> None:
 def _port(field: str, value: Any) -> None:
     _integer(field, value)
     if not 1 <= value <= 65535:
-        raise InvalidRequest(f"Field '{field}' must be a port from 1 to 65535, got {value}")
+        raise InvalidRequest(
+            f"Field '{field}' must be a port from 1 to 65535, got {value}", field=field
+        )
 
 
 def _autorestart(field: str, value: Any) -> None:
@@ -178,12 +180,14 @@ ROUTE_CHECKS: Mapping[str, Check] = {
 
 def _unknown(kind: str, keys: list[str], known: Iterable[str]) -> InvalidRequest:
     shown = ", ".join(f"'{key}'" for key in keys)
-    hints = []
-    for key in keys:
-        close = difflib.get_close_matches(key, sorted(known), n=1)
-        if close:
-            hints.append(f"'{key}' → '{close[0]}'?")
-    hint = f" (did you mean {'; '.join(hints)})" if hints else ""
+    known = sorted(known)
+    closest = {key: did_you_mean(key, known) for key in keys}
+    hints = [
+        f"'{close}'" + (f" for '{key}'" if len(keys) > 1 else "")
+        for key, close in closest.items()
+        if close
+    ]
+    hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
     return InvalidRequest(
         f"Unknown {kind} field{'s' if len(keys) > 1 else ''} {shown}{hint}",
         fields=keys,

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentvisor.cli import render, reports
 from agentvisor.cli.context import EXIT_FAILED, EXIT_OK, UsageError
+from agentvisor.envelope import ApiError
 
 if TYPE_CHECKING:
     from agentvisor.cli.context import Context
@@ -66,6 +68,29 @@ def _environment(pairs: list[str] | None) -> dict[str, str] | None:
     return environment
 
 
+#: Fields of the API's register body, as the operator typed them on the command line.
+REGISTER_ARGS = {
+    "name": "NAME",
+    "agent_factory_path": "FILE",
+    "command": "--command",
+    "description": "--description",
+    "tags": "--tags",
+    "port": "--port",
+    "replicas": "--replicas",
+    "environment": "--env",
+}
+
+
+def in_cli_terms(error: ApiError, args: Mapping[str, str]) -> ApiError:
+    """``error`` with the API's name of the field it is about replaced by the argument."""
+    field = error.details.get("field")
+    shown = args.get(field) if isinstance(field, str) else None
+    if shown is None:
+        return error
+    message = error.message.replace(f"Field '{field}'", shown, 1).replace(f"'{field}'", shown)
+    return ApiError(error.code, message, error.details, error.status)
+
+
 def register_body(args: argparse.Namespace) -> dict[str, Any]:
     """The ``POST /services`` fields of a ``register`` command line."""
     if (args.file is None) == (args.command_line is None):
@@ -93,7 +118,10 @@ def register_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_register(ctx: Context, args: argparse.Namespace) -> int:
-    data = ctx.client.register(args.name, **register_body(args))
+    try:
+        data = ctx.client.register(args.name, **register_body(args))
+    except ApiError as error:
+        raise in_cli_terms(error, REGISTER_ARGS) from None
     ctx.out(render.to_json(data) if ctx.json else reports.registered_line(data))
     return EXIT_OK
 
@@ -107,7 +135,10 @@ def cmd_unregister(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_scale(ctx: Context, args: argparse.Namespace) -> int:
     if args.replicas < 0:
         raise UsageError("N must be 0 or more replicas")
-    data = ctx.client.scale(args.name, args.replicas)
+    try:
+        data = ctx.client.scale(args.name, args.replicas)
+    except ApiError as error:
+        raise in_cli_terms(error, {"replicas": "N"}) from None
     ctx.out(render.to_json(data) if ctx.json else reports.scaled_line(data))
     return EXIT_FAILED if data.get("reload", {}).get("failed") else EXIT_OK
 

@@ -85,6 +85,10 @@ def cmd_monitor(
                 data, _view = monitor_frame(ctx, args.name)
                 ctx.out(render.to_json(data).replace("\n", ""))
                 sleep(args.interval)
+        if not ctx.console.is_terminal:  # a pipe or a file: each frame after the last
+            while True:
+                ctx.console.print(monitor_frame(ctx, args.name)[1])
+                sleep(args.interval)
         _data, view = monitor_frame(ctx, args.name)
         with Live(view, console=ctx.console, screen=False, auto_refresh=False) as live:
             while True:
@@ -195,3 +199,6 @@ def check_limits(args: argparse.Namespace) -> None:
     limit = getattr(args, "limit", None)
     if isinstance(limit, int) and not 1 <= limit <= PAGE:
         raise UsageError(f"-n must be from 1 to {PAGE}")
+    query = getattr(args, "query", None)
+    if isinstance(query, str) and not query.strip():
+        raise UsageError("QUERY must name at least one word to search for")

@@ -106,6 +106,11 @@ def _syntax_issue(exc: tomllib.TOMLDecodeError, text: str, source: str) -> Confi
         line, col = int(found["line"]), int(found["col"])
     else:  # at the end of the document
         line, col = text.count("\n") + 1, len(text) - text.rfind("\n")
+    offset = sum(len(row) + 1 for row in text.split("\n")[: line - 1]) + col - 1
+    if offset >= len(text.rstrip()):  # point at the end of the last line, not past it
+        lines = text.rstrip().split("\n")
+        line, col = len(lines), len(lines[-1]) + 1
+        what = f"{what} at the end of the file"
     return ConfigIssue("", f"invalid TOML: {what[:1].lower()}{what[1:]}", source, line, col)
 
 

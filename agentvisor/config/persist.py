@@ -8,7 +8,9 @@ then write it by rename. The caller applies the returned :class:`Config`.
 - Edits are serialized by one ``trio.Lock``, so concurrent requests each see
   the previous one's result and none is lost.
 - An edit whose result does not validate raises :class:`ConfigInvalid` with
-  every issue, and the file is not touched.
+  every issue, and the file is not touched. The issues name key paths, not
+  lines: the text they are about was never written. ``check`` (the agent
+  files an edit adds or changes must load) rejects an edit the same way.
 - The write is a temp file in the same directory, flushed and fsynced, then
   ``os.replace``: a reader (the SIGHUP reload, an operator's ``cat``) sees the
   old file or the new one, never half of one. The directory is fsynced so the
@@ -29,7 +31,7 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -53,10 +55,20 @@ class _ChangedOnDisk(Exception):
 class ConfigEditor:
     """Serialized, validated, atomic edits of one config file."""
 
-    def __init__(self, path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> None:
-        """``env`` resolves ``${VAR}`` during validation; ``None`` means ``os.environ``."""
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        env: Mapping[str, str] | None = None,
+        check: Callable[[Config, Config], Sequence[ConfigIssue]] | None = None,
+    ) -> None:
+        """``env`` resolves ``${VAR}`` during validation; ``None`` means ``os.environ``.
+
+        ``check(old, new)``, run in a thread, returns more problems of an edit's
+        result (e.g. agent files that do not load); any of them rejects it.
+        """
         self.path = os.fspath(path)
         self._env = env
+        self._check = check
         self._lock = trio.Lock()
 
     async def register_agent(self, name: str, settings: Mapping[str, Any]) -> Config:
@@ -99,9 +111,14 @@ class ConfigEditor:
                 except ConfigInvalid:
                     self._validate(text)  # the file is not TOML: say where, with its name
                     raise
-                config = self._validate(new_text)
+                config = self._proposed(text, new_text)
                 if new_text == text:
                     return config
+                if self._check is not None:
+                    old = self._validate(text)
+                    issues = await trio.to_thread.run_sync(self._check, old, config)
+                    if issues:
+                        raise ConfigInvalid([_unlocated(issue) for issue in issues])
                 try:
                     await trio.to_thread.run_sync(self._write, text, new_text)
                 except _ChangedOnDisk:
@@ -109,6 +126,15 @@ class ConfigEditor:
                 return config
         message = f"{self.path} kept changing on disk while being edited; try again"
         raise ConfigWriteFailed(message, path=self.path)
+
+    def _proposed(self, text: str, new_text: str) -> Config:
+        """``new_text`` validated. Its problems are not located in the file, which does
+        not hold that text; when the file itself is invalid, its own problems are."""
+        try:
+            return self._validate(new_text)
+        except ConfigInvalid as exc:
+            self._validate(text)
+            raise ConfigInvalid([_unlocated(issue) for issue in exc.issues]) from None
 
     def _validate(self, text: str) -> Config:
         absolute = os.path.abspath(self.path)
@@ -173,3 +199,7 @@ def _fsync_directory(directory: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _unlocated(issue: ConfigIssue) -> ConfigIssue:
+    return attrs.evolve(issue, file="", line=0, col=0)

@@ -142,3 +142,12 @@ def _read(source: str) -> str:
             return file.read()
     except (OSError, UnicodeDecodeError):
         return ""
+
+
+def check_changed_agent_files(
+    old: Config, new: Config, *, shown_as: str | None = None
+) -> list[ConfigIssue]:
+    """The agent files of the agents ``new`` adds or changes that would not load
+    (an unchanged agent keeps running as it is, so its file is not checked again)."""
+    changed = [name for name, agent in new.agents.items() if old.agents.get(name) != agent]
+    return check_agent_files(new, shown_as=shown_as, only=changed) if changed else []

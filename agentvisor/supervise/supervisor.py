@@ -27,7 +27,7 @@ from agentvisor.config.load import load_config
 from agentvisor.config.model import AgentConfig, Config
 from agentvisor.errors import AgentvisorError, ConfigInvalid, ServiceNotFound
 from agentvisor.events import ConfigReloaded, EventBus, OperatorAction
-from agentvisor.supervise.agentfiles import check_agent_files
+from agentvisor.supervise.agentfiles import check_changed_agent_files
 from agentvisor.supervise.autoscaler import Autoscaler
 from agentvisor.supervise.instance import Instance, InstanceGone, InstanceLogs, LineSink
 from agentvisor.supervise.logs import LogBook, RotatingLogFile
@@ -107,8 +107,7 @@ def _load_checked(path: str, running: Config) -> Config:
     """The config file loaded, validated, and the agent files of the agents it adds or
     changes load-checked (blocking): an unchanged agent is not restarted by the reload."""
     config = load_config(path)
-    changed = [name for name, agent in config.agents.items() if running.agents.get(name) != agent]
-    issues = check_agent_files(config, shown_as=path, only=changed)
+    issues = check_changed_agent_files(running, config, shown_as=path)
     if issues:
         raise ConfigInvalid(issues)
     return config

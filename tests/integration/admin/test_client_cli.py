@@ -123,6 +123,14 @@ async def test_ctl_status_show_and_errors(
         assert await run_ctl("-s", sock, "status", "alpha", "--json") == 3
         assert json.loads(capsys.readouterr().out)[0]["state"] == "stopped"
 
+        # issue 11: errors name what the operator typed, not the API's field names.
+        assert await run_ctl("-s", sock, "register", "x", str(tmp_path / "gone.py")) == 1
+        assert capsys.readouterr().err.startswith("agentvisorctl: FILE: agent file ")
+        assert await run_ctl("-s", sock, "register", "x", "--command", "y", "--port", "0") == 1
+        assert capsys.readouterr().err.startswith("agentvisorctl: --port must be a port from 1")
+        assert await run_ctl("-s", sock, "scale", "alpha", "5000") == 1
+        assert capsys.readouterr().err.startswith("agentvisorctl: N must be from 0 to 1000")
+
 
 async def test_ctl_stop_start_all_and_tail(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -178,3 +178,33 @@ async def test_a_registered_agent_file_is_served_by_the_worker_runtime(tmp_path:
             await wait_until(supervisor, lambda: supervisor.service("echo").state == "running")
     assert 'agent = "echo.py"' in config.read_text()
     assert json.dumps(["demo"]) in config.read_text().replace("'", '"')
+
+
+async def test_agent_files_that_would_not_load_are_refused_before_the_file_changes(
+    tmp_path: Path,
+) -> None:
+    # issue 11: registering (or pointing an agent at) a broken file used to land, then go fatal.
+    config = commented_config(tmp_path)
+    (tmp_path / "typo.py").write_text("def create_agent(:\n    pass\n")
+    (tmp_path / "nothing.py").write_text("x = 1\n")
+    (tmp_path / "echo.py").write_text(
+        (Path(__file__).parents[3] / "examples" / "echo_agent.py").read_text()
+    )
+    before = config.read_bytes()
+    with trio.fail_after(DEADLINE):
+        async with running_stack(config, store=False) as stack, stack.client() as client:
+            broken = {"name": "typo", "agent_factory_path": "typo.py"}
+            error = error_of(
+                await client.post("/api/v1/services", json=broken), 422, "CONFIG_INVALID"
+            )
+            [problem] = error["details"]["errors"]
+            assert problem.startswith("agents.typo.agent: typo.py:1: ")
+            assert config.read_bytes() == before
+            good = {"name": "echo", "agent_factory_path": "echo.py"}
+            data_of(await client.post("/api/v1/services", json=good), 201)
+            registered = config.read_bytes()
+            edit = await client.put("/api/v1/services/echo/config", json={"agent": "nothing.py"})
+            error = error_of(edit, 422, "CONFIG_INVALID")
+            assert "create_agent" in error["message"]
+            assert config.read_bytes() == registered
+            assert sorted(view.name for view in stack.supervisor.services()) == ["alpha", "echo"]

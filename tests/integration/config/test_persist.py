@@ -81,7 +81,10 @@ async def test_an_invalid_edit_leaves_the_file_as_it_was_and_lists_every_error(
         "agents.echo.replicas",
         "agents.echo.stopsignal",
     ]
-    assert caught.value.details["errors"][0].startswith(f"{config_path}:")
+    # issue 11: the new text was never written, so no line of the file is named
+    assert (
+        caught.value.details["errors"][0] == 'agents.echo.replicas: must be an integer, got "two"'
+    )
     assert config_path.read_text() == SAMPLE
     assert config_path.stat().st_ino == before.st_ino  # not even replaced by a copy
     assert _leftovers(config_path.parent) == []
@@ -171,7 +174,10 @@ async def test_a_file_changed_on_disk_meanwhile_is_edited_again_not_overwritten(
 
 async def test_a_file_that_is_not_toml_is_reported_where_it_is_wrong(config_path: Path) -> None:
     config_path.write_text(SAMPLE + "oops = [\n")
-    with pytest.raises(ConfigInvalid, match=r"agentvisor.toml:14:1: invalid TOML"):
+    # issue 11: at the end of the last line, not on a line past the end of the file
+    with pytest.raises(
+        ConfigInvalid, match=r"agentvisor.toml:13:9: invalid TOML: .* end of the file"
+    ):
         await ConfigEditor(config_path, ENV).update_agent("echo", {"replicas": 2})
 
 

@@ -72,7 +72,11 @@ def test_a_merge_patch_keeps_none_to_reset_a_key() -> None:
     ("body", "message"),
     [
         ({"name": "a", "command": "x", "colour": 1}, "Unknown service field 'colour'"),
-        ({"name": "a", "command": "x", "replica": 2}, "did you mean 'replica' → 'replicas'?"),
+        ({"name": "a", "command": "x", "replica": 2}, "field 'replica' (did you mean 'replicas'?)"),
+        (
+            {"name": "a", "command": "x", "replica": 2, "tgas": []},
+            "fields 'replica', 'tgas' (did you mean 'replicas' for 'replica', 'tags' for 'tgas'?)",
+        ),
         ({"name": "a", "command": "x", "config": {"auto_start": 1}}, "'config.auto_start'"),
         ({"name": "a", "command": ["x", 1]}, "'command' must be an array of strings"),
         ({"name": "a", "command": "x", "port": 70000}, "from 1 to 65535"),

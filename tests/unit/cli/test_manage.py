@@ -27,11 +27,14 @@ def ok(data: Any, status: int = 200) -> httpx.Response:
     return httpx.Response(status, json={"success": True, "data": data})
 
 
-def context(handler: Handler, *, as_json: bool = False) -> Context:
-    client = AgentvisorClient(
+def ctx_client(handler: Handler) -> AgentvisorClient:
+    return AgentvisorClient(
         "http://agentvisor.test", transport=httpx.MockTransport(handler), source="cli"
     )
-    return Context(client, Console(width=200, highlight=False), as_json)
+
+
+def context(handler: Handler, *, as_json: bool = False) -> Context:
+    return Context(ctx_client(handler), Console(width=200, highlight=False), as_json)
 
 
 def parse(*argv: str) -> Any:
@@ -87,6 +90,7 @@ def test_register_sends_an_absolute_agent_path_and_only_what_was_given(tmp_path:
         ["scale", "x", "-1"],
         ["events", "-n", "0"],
         ["logs", "search", "q", "-n", "5000"],
+        ["logs", "search", " "],
         ["monitor", "--interval", "0.01"],
         ["route", "create", "r", "--condition", "=x"],
     ],
@@ -259,6 +263,28 @@ def test_monitor_json_prints_one_document_per_refresh(capsys: pytest.CaptureFixt
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2
     assert json.loads(lines[0]) == {"overview": {"services": {"total": 0}}, "services": []}
+
+
+def test_monitor_into_a_pipe_prints_each_frame_as_it_comes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def api(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/overview"):
+            return ok({"services": {"total": 0}})
+        return ok({"services": [], "page": {"has_next": False}})
+
+    seen: list[str] = []
+
+    def sleep(_seconds: float) -> None:
+        seen.append(capsys.readouterr().out)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    ctx = Context(ctx_client(api), Console(width=120, highlight=False), False)
+    assert not ctx.console.is_terminal
+    assert observe.cmd_monitor(ctx, parse("monitor"), sleep=sleep) == 0
+    assert len(seen) == 2
+    assert all("services" in frame.lower() for frame in seen)
 
 
 def test_overview_and_lines_render_without_a_server() -> None:

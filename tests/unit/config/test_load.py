@@ -238,3 +238,10 @@ def test_a_bad_value_set_aside_causes_no_second_error() -> None:
     assert _errors("[agents.x]\ncommand = 5\n") == [
         "agentvisor.toml:2:11 agents.x.command: must be a string or an array of strings, got 5"
     ]
+
+
+@pytest.mark.parametrize("text", ["a = [1,\n", "a = [1,\n\n\n", "a = [1,"])
+def test_an_error_at_the_end_of_the_file_points_at_its_last_line(text: str) -> None:
+    assert _errors(text) == [
+        "agentvisor.toml:1:8: invalid TOML: invalid value at the end of the file"
+    ]
