@@ -12,7 +12,10 @@ normal shutdown stops every worker first, and the guard finds nothing to kill.
 Why a process and not ``PR_SET_PDEATHSIG``: that needs a ``preexec_fn``,
 which makes CPython fork the whole daemon instead of vforking (0.5-2.5 ms a
 spawn becomes ~10 ms), and it reaches only the direct child. A group kill
-reaches the worker's grandchildren as well.
+reaches the worker's grandchildren as well. A descendant that left its
+group (``setsid``) is found by the spawn tag in its environment
+(``AGENTVISOR_SPAWN=<agentvisor pid>.<n>``, see ``strays.py``): the guard
+SIGKILLs every process whose environment names agentvisor's pid so.
 
 Why it looks like this:
 
@@ -60,6 +63,25 @@ def track(groups: dict[int, int], data: bytes) -> None:
             groups.pop(pgid, None)
 
 
+def kill_tagged(owner: int, killed_groups: set[int], kill: Callable[[int], None]) -> list[int]:
+    """``kill`` every process outside ``killed_groups`` whose environment carries a spawn
+    tag of agentvisor ``owner``."""
+    tag = f"\0AGENTVISOR_SPAWN={owner}.".encode()
+    killed = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as file:
+                environ = b"\0" + file.read()
+            if tag in environ and os.getpgid(int(entry)) not in killed_groups:
+                kill(int(entry))
+                killed.append(int(entry))
+        except OSError:  # gone, or not ours to read or signal
+            continue
+    return killed
+
+
 def serve(read: Callable[[int], bytes], kill: Callable[[int], None]) -> list[int]:
     """Track groups until ``read`` returns EOF, then ``kill`` each; return those killed.
 
@@ -93,10 +115,15 @@ def main() -> None:
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    owner = os.getppid()  # agentvisor, which spawned the guard
     killed = serve(lambda size: os.read(0, size), lambda pgid: os.killpg(pgid, signal.SIGKILL))
-    if killed:
-        groups = " ".join(map(str, killed))
-        message = f"agentvisor guard: agentvisor is gone; SIGKILLed process groups {groups}\n"
+    strays = kill_tagged(owner, set(killed), lambda pid: os.kill(pid, signal.SIGKILL))
+    if killed or strays:
+        groups = " ".join(map(str, killed)) or "none"
+        others = f"; {len(strays)} processes by their spawn tag" if strays else ""
+        message = (
+            f"agentvisor guard: agentvisor is gone; SIGKILLed process groups {groups}{others}\n"
+        )
         try:
             os.write(2, message.encode())
         except OSError:

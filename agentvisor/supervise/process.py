@@ -14,6 +14,9 @@
   does a thread block in ``waitid(WNOWAIT)``.
 * **Groups.** Every child leads its own session and process group
   (``pgid == pid``), so stopping and killing reach its grandchildren too.
+* **Strays.** A grandchild that leaves the group (``setsid``) is found by its
+  spawn's tag and signalled with the group (:mod:`agentvisor.supervise.strays`);
+  agentvisor is a child subreaper while the launcher runs.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import trio
 
 from agentvisor.errors import ServiceStartFailed
 from agentvisor.supervise.guard import GuardLink
+from agentvisor.supervise.strays import SPAWN_VAR, Family, set_subreaper
 
 log = logging.getLogger("agentvisor.process")
 
@@ -42,6 +46,8 @@ log = logging.getLogger("agentvisor.process")
 _CONCURRENT_SPAWNS = 4
 _GUARD_EXIT_TIMEOUT = 5.0  # seconds for the guard to exit once its pipe is closed
 _GUARD_RETRY_DELAY = 1.0  # seconds between attempts to start a guard that fails to start
+_TEND_RETRY_DELAY = 0.2  # seconds before tending again when a spawn was in flight
+_TEND_ATTEMPTS = 50  # then the next SIGCHLD tends again
 
 
 class SpawnError(ServiceStartFailed):
@@ -109,6 +115,8 @@ class OSProcess:
         stderr_fd: int,
         pidfd: int | None,
         guard: GuardLink,
+        family: Family,
+        tag: str,
     ) -> None:
         self._popen = popen
         self.pid: int = popen.pid
@@ -117,6 +125,8 @@ class OSProcess:
         self.stderr: trio.lowlevel.FdStream = trio.lowlevel.FdStream(stderr_fd)
         self._pidfd = pidfd
         self._guard: GuardLink | None = guard
+        self._family = family
+        self.tag = tag
         self._wait_lock = trio.Lock()  # wait_readable allows one waiter per fd
         self._closed = False
 
@@ -146,6 +156,7 @@ class OSProcess:
                 # The child is a zombie now: poll() reaps it without blocking.
                 if self._popen.poll() is None:  # pragma: no cover - kernel guarantees exit
                     await trio.to_thread.run_sync(self._popen.wait)
+                self._family.discard(self.pid)
                 self._close_pidfd()
                 if not _group_exists(self.pgid):
                     self._unguard()
@@ -154,13 +165,16 @@ class OSProcess:
             return returncode
 
     def signal_group(self, sig: int) -> None:
-        """Send ``sig`` to the child's whole process group; a gone group is no error.
+        """Send ``sig`` to the child's whole process group, and to its strays (descendants
+        that left the group); a gone group is no error.
 
         Still useful after the leader was reaped: grandchildren keep the group
         (and its id) alive, and the id cannot be reused while they do.
         """
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pgid, sig)
+        leader = self.pid if self._popen.returncode is None else None
+        self._family.signal_strays(self.tag, leader, sig)
 
     def kill_group(self) -> None:
         self.signal_group(signal.SIGKILL)
@@ -179,7 +193,7 @@ class OSProcess:
         self._close_pidfd()
         if self._popen.returncode is None:
             self.kill_group()
-            _reap_in_background(self._popen)
+            _reap_in_background(self._popen, self._family)
         self._unguard()
 
     def _unguard(self) -> None:
@@ -213,13 +227,18 @@ def _wait_exited_without_reaping(pid: int) -> None:
     os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
 
 
-def _reap_in_background(popen: subprocess.Popen[bytes]) -> None:
+def _reap_in_background(popen: subprocess.Popen[bytes], family: Family) -> None:
     """Reap a child that was sent SIGKILL, without blocking the caller.
 
     A thread of its own: a child stuck in an uninterruptible sleep must not
     hold up trio's thread pool.
     """
-    threading.Thread(target=popen.wait, name=f"agentvisor-reap-{popen.pid}", daemon=True).start()
+
+    def reap() -> None:
+        popen.wait()
+        family.discard(popen.pid)
+
+    threading.Thread(target=reap, name=f"agentvisor-reap-{popen.pid}", daemon=True).start()
 
 
 class OSLauncher:
@@ -229,8 +248,9 @@ class OSLauncher:
     guard then SIGKILLs every child still running: stop children first.
     """
 
-    def __init__(self, guard: GuardLink) -> None:
+    def __init__(self, guard: GuardLink, family: Family) -> None:
         self._guard = guard
+        self._family = family
         self._limiter = trio.CapacityLimiter(_CONCURRENT_SPAWNS)
         self._closed = False
 
@@ -247,10 +267,10 @@ class OSLauncher:
         """
         if self._closed:
             raise trio.ClosedResourceError("the launcher is closed")
-        popen, out_r, err_r, pidfd = await trio.to_thread.run_sync(
+        popen, out_r, err_r, pidfd, tag = await trio.to_thread.run_sync(
             self._start_child, spec, limiter=self._limiter
         )
-        child = OSProcess(popen, out_r, err_r, pidfd, self._guard)
+        child = OSProcess(popen, out_r, err_r, pidfd, self._guard, self._family, tag)
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
         except BaseException:
@@ -260,11 +280,22 @@ class OSLauncher:
 
     def _start_child(
         self, spec: LaunchSpec
-    ) -> tuple[subprocess.Popen[bytes], int, int, int | None]:
+    ) -> tuple[subprocess.Popen[bytes], int, int, int | None, str]:
         """Vfork and exec one child, announce its group to the guard (worker thread).
 
-        Returns the child, the read ends of its stdout and stderr, and its pidfd.
+        Returns the child, the read ends of its stdout and stderr, its pidfd and its tag.
         """
+        with self._family.spawning() as tag:
+            popen, out_r, err_r = self._popen(spec, tag)
+            self._family.add(popen.pid, tag)
+        self._guard.add(popen.pid)
+        try:
+            pidfd: int | None = os.pidfd_open(popen.pid)
+        except OSError:  # kernel < 5.3 or a seccomp filter: wait in a thread instead
+            pidfd = None
+        return popen, out_r, err_r, pidfd, tag
+
+    def _popen(self, spec: LaunchSpec, tag: str) -> tuple[subprocess.Popen[bytes], int, int]:
         program = spec.argv[0] if spec.argv else ""
         if not program:
             raise SpawnError("cannot start a child with an empty command line")
@@ -278,7 +309,7 @@ class OSLauncher:
                 stdout=out_w,
                 stderr=err_w,
                 cwd=spec.cwd,
-                env=dict(spec.env),
+                env={**spec.env, SPAWN_VAR: tag},
                 close_fds=True,
                 start_new_session=True,
                 user=uid,
@@ -292,12 +323,7 @@ class OSLauncher:
         finally:
             os.close(out_w)
             os.close(err_w)
-        self._guard.add(popen.pid)
-        try:
-            pidfd: int | None = os.pidfd_open(popen.pid)
-        except OSError:  # kernel < 5.3 or a seccomp filter: wait in a thread instead
-            pidfd = None
-        return popen, out_r, err_r, pidfd
+        return popen, out_r, err_r
 
 
 async def _watch_guard(guard: GuardLink, scope: trio.CancelScope, done: trio.Event) -> None:
@@ -327,6 +353,22 @@ async def _watch_guard(guard: GuardLink, scope: trio.CancelScope, done: trio.Eve
         done.set()
 
 
+async def _tend(family: Family, scope: trio.CancelScope) -> None:
+    """On every SIGCHLD, reap re-parented orphans and kill those whose worker is gone.
+
+    A system task, so it never raises: an error is logged and tending goes on.
+    """
+    with scope, trio.open_signal_receiver(signal.SIGCHLD) as signals:
+        async for _ in signals:
+            try:
+                for _attempt in range(_TEND_ATTEMPTS):
+                    if await trio.to_thread.run_sync(family.tend):
+                        break
+                    await trio.sleep(_TEND_RETRY_DELAY)  # a spawn was in flight
+            except Exception:
+                log.exception("tending orphaned worker processes failed")
+
+
 async def _wait_guard_exited(guard: GuardLink) -> None:
     """Return once the guard has exited, its pidfd released for ``guard.reap()``."""
     if guard.pidfd is not None:
@@ -347,11 +389,18 @@ async def open_launcher() -> AsyncIterator[OSLauncher]:
     await trio.to_thread.run_sync(guard.start)
     watching, watched = trio.CancelScope(), trio.Event()
     trio.lowlevel.spawn_system_task(_watch_guard, guard, watching, watched, name="guard-watch")
-    launcher = OSLauncher(guard)
+    family = Family(others=lambda: (guard.pid,))
+    if not set_subreaper(True):
+        log.warning("cannot become a child subreaper: a worker's setsid() grandchild could escape")
+    tending = trio.CancelScope()
+    trio.lowlevel.spawn_system_task(_tend, family, tending, name="orphan-reaper")
+    launcher = OSLauncher(guard, family)
     try:
         yield launcher
     finally:
         launcher._closed = True
+        tending.cancel()
+        set_subreaper(False)
         watching.cancel()
         with trio.move_on_after(_GUARD_EXIT_TIMEOUT, shield=True):
             await watched.wait()

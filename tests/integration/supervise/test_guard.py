@@ -281,6 +281,24 @@ async def test_sigkill_of_agentvisor_kills_a_grandchild_in_the_workers_group(
             await wait_gone(grandchild)
 
 
+async def test_sigkill_of_agentvisor_kills_a_grandchild_that_left_the_group(
+    tmp_path: Path,
+) -> None:
+    # issue 11: a setsid() grandchild survived; the guard finds it by its spawn tag.
+    argv = child_argv("spawner.py", "--new-session")
+    async with agentvisor_like(tmp_path, "plain", *argv) as (parent, out):
+        with trio.fail_after(DEADLINE):
+            grandchild = json.loads((await out.json())["said"])["grandchild"]
+        assert os.getsid(grandchild) == grandchild  # a group kill cannot reach it
+        try:
+            os.kill(parent.pid, signal.SIGKILL)
+            with trio.fail_after(DEADLINE):
+                await wait_gone(grandchild)
+        finally:
+            if _is_running(grandchild):
+                os.kill(grandchild, signal.SIGKILL)
+
+
 async def test_the_guard_has_its_own_session_and_outlives_a_ctrl_c_until_eof(
     tmp_path: Path,
 ) -> None:

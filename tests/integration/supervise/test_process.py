@@ -22,6 +22,7 @@ from agentvisor.supervise.process import (
     SpawnError,
     open_launcher,
 )
+from agentvisor.supervise.strays import Family
 from tests.children import LineReader, child_argv, child_spec, running, wait_gone
 
 DEADLINE = 10  # seconds; generous for a loaded CI machine, never reached when things work
@@ -229,7 +230,7 @@ class RecordingGuard(GuardLink):
 async def test_a_spawn_cancelled_while_starting_the_child_leaves_no_child() -> None:
     with trio.CancelScope() as scope:
         guard = RecordingGuard(cancel_on_add=scope)
-        await OSLauncher(guard).spawn(child_spec("sleeper.py"))
+        await OSLauncher(guard, Family()).spawn(child_spec("sleeper.py"))
     assert scope.cancelled_caught
     [pid] = guard.added
     with trio.fail_after(DEADLINE):
@@ -239,7 +240,7 @@ async def test_a_spawn_cancelled_while_starting_the_child_leaves_no_child() -> N
 
 async def test_the_guard_forgets_a_group_once_it_is_empty_not_before() -> None:
     guard = RecordingGuard()
-    launcher = OSLauncher(guard)
+    launcher = OSLauncher(guard, Family())
     quick = await launcher.spawn(_python("pass"))
     with trio.fail_after(DEADLINE):
         await quick.wait()

@@ -46,7 +46,9 @@ async def test_a_busy_child_shows_cpu_on_a_later_sample() -> None:
             assert (await sample(sampler, [busy.pid]))[busy.pid].cpu_percent == 0.0
             while True:  # a measurement needs an interval: sample until it shows
                 await trio.sleep(0.2)
-                if (await sample(sampler, [busy.pid]))[busy.pid].cpu_percent > 50:
+                if (await sample(sampler, [busy.pid]))[
+                    busy.pid
+                ].cpu_percent > 0.0:  # (a loaded machine may give it little)
                     break
 
 
