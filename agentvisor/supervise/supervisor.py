@@ -628,6 +628,11 @@ class Supervisor:
             finally:
                 scope.cancel()
                 service.retiring.discard(instance.replica)
+            # A scale-up while this replica was going could not use its number (its port);
+            # now that it is free, the missing replicas start.
+            current = self._services.get(service.name) is service and not self._closing
+            if current and len(service.instances) < service.desired:
+                self._scale(service)
 
         self._nursery.start_soon(retire)
 
