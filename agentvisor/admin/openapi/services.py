@@ -97,7 +97,19 @@ def schemas() -> dict[str, Schema]:
                 "port": OPTIONAL_INTEGER,
                 "endpoint": OPTIONAL_STRING,
                 "started_at": TIME_OR_NULL,
-                "replicas": obj({"desired": INTEGER, "running": INTEGER}),
+                "replicas": obj(
+                    {
+                        "desired": INTEGER,
+                        "running": INTEGER,
+                        "autoscale": nullable(
+                            obj(
+                                {"min": INTEGER, "max": INTEGER},
+                                description="The autoscaler's bounds; desired is its count. "
+                                "Null when the agent has no [agents.NAME.autoscale]",
+                            )
+                        ),
+                    }
+                ),
                 "health": enum(SERVICE_HEALTH),
                 "stats": ref("ServiceStats"),
                 "instances": array(ref("Instance")),
