@@ -242,6 +242,9 @@ def _autoscale_summary(policy: Mapping[str, Any], running: int, now: float) -> s
         f"{policy.get('min')}..{policy.get('max')} replicas, desired {policy.get('desired')}, "
         f"running {running}"
     )
+    retiring = policy.get("retiring")
+    if retiring:
+        text += ", retiring " + ", ".join(str(replica) for replica in retiring)
     change, latest = policy.get("last_change"), policy.get("last_decision")
     if change:
         ago = humanize_duration(now - change["at"]) if change.get("at") is not None else "-"

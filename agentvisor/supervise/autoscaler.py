@@ -105,6 +105,8 @@ class Autoscaler:
             "decision_interval": config.decision_interval,
             "cold_start_wait": config.cold_start_wait,
             "desired": service.desired,
+            # scaled away, still draining or stopping (no longer among the instances)
+            "retiring": sorted(service.retiring),
             "decisions": track.decisions if track else 0,
             "last_decision": _decision_dict(track.last, track.last_at)
             if track and track.last

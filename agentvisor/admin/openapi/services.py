@@ -128,7 +128,8 @@ def schemas() -> dict[str, Schema]:
                             "type": "object",
                             "nullable": True,
                             "description": "The autoscaler's policy settings, desired replicas, "
-                            "last decision (with its signals and reason) and last change; null "
+                            "replicas retiring (draining or stopping after a scale-down), last "
+                            "decision (with its signals and reason) and last change; null "
                             "when the agent has no [agents.NAME.autoscale]",
                         },
                     }

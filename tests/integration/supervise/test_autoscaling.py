@@ -107,6 +107,7 @@ async def test_replicas_follow_the_sessions_and_shrink_without_losing_a_turn(
             for talker in (c2, c3, c4, c5):
                 await talker.ws.close()
             # 2 sessions: 1 replica. chat:1 has none; chat:0 and chat:2 one each, both in a turn.
+            await av.wait(lambda: _retiring(av) == [2])  # chat:2 drains while its turn runs
             await av.wait(lambda: av.replicas() == [0])
             assert await c6.answer() == "2"  # finished where it began
             assert await c1.answer() == "0"
@@ -243,3 +244,32 @@ async def _refused(url: str, into: list[tuple[int, str]]) -> None:
         into.append((response.status_code, response.body.decode().strip()))
     else:
         raise AssertionError("the handshake was accepted")
+
+
+async def test_turns_in_flight_grow_the_agent_when_target_turns_asks_for_more(
+    tmp_path: Path,
+) -> None:
+    config = scaled_config(
+        tmp_path / "agentvisor.toml",
+        f"min = 1\nmax = 2\ntarget_sessions = 100\ntarget_turns = 1\n{QUICK}",
+    )
+    async with running_daemon(config) as av:
+        with trio.fail_after(DEADLINE):
+            await av.wait(lambda: av.routable() == ["chat:0"])
+            talkers = [await Talker.open(av.url, f"c{n}") for n in range(2)]
+            for talker in talkers:
+                await talker.send(f"slow:5:{talker.name} busy")
+            await av.wait(lambda: av.routable() == ["chat:0", "chat:1"])
+            status = av.supervisor.autoscaler.status("chat")
+            for talker in talkers:
+                await talker.ws.close()
+    assert status is not None
+    change = status["last_change"]
+    assert change["reason"] == "turns in flight ask for 2 at target_turns 1"
+    assert change["signals"]["by_signal"] == {"sessions": 1, "turns": 2}
+
+
+def _retiring(av: Running) -> list[int]:
+    status = av.supervisor.autoscaler.status("chat")
+    assert status is not None
+    return list(status["retiring"])

@@ -171,6 +171,7 @@ def test_service_detail_shows_the_autoscalers_bounds_and_last_decision() -> None
         "min": 1,
         "max": 3,
         "desired": 2,
+        "retiring": [3],
         "last_decision": {"action": "hold", "reason": "sessions ask for 2"},
         "last_change": {
             "reason": "sessions ask for 2 at target_sessions 2",
@@ -181,7 +182,7 @@ def test_service_detail_shows_the_autoscalers_bounds_and_last_decision() -> None
     detail = service(autoscale=policy, replicas={"running": 1, "desired": 2})
     output = " ".join(text_of(render.service_detail(detail, NOW)).split())
     assert (
-        "autoscale 1..3 replicas, desired 2, running 1; last change 12s ago: "
+        "autoscale 1..3 replicas, desired 2, running 1, retiring 3; last change 12s ago: "
         "1 → 2 replicas: sessions ask for 2 at target_sessions 2; now: hold, sessions ask for 2"
     ) in output
     assert "autoscale" not in text_of(render.service_detail(service(autoscale=None), NOW))

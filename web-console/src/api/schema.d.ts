@@ -1162,7 +1162,7 @@ export interface components {
             uptime_seconds: number | null;
         };
         ServiceDetail: components["schemas"]["ServiceItem"] & {
-            /** @description The autoscaler's policy settings, desired replicas, last decision (with its signals and reason) and last change; null when the agent has no [agents.NAME.autoscale] */
+            /** @description The autoscaler's policy settings, desired replicas, replicas retiring (draining or stopping after a scale-down), last decision (with its signals and reason) and last change; null when the agent has no [agents.NAME.autoscale] */
             autoscale: Record<string, never> | null;
             /** @description The [agents.NAME] table; secret-looking values '***' */
             config: Record<string, never>;
