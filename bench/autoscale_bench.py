@@ -138,10 +138,18 @@ class Load:
         self.preserved = 0
         self.connect_seconds: list[float] = []
         self.refused: list[str] = []
+        self.evidence: dict[str, list[dict[str, Any]]] = {}  # a lost turn's client: last events
+        self.not_preserved: list[list[dict[str, Any]]] = []
 
 
 async def session(
-    url: str, name: str, close_at: float, rng: random.Random, load: Load, loop: Any
+    url: str,
+    name: str,
+    close_at: float,
+    rng: random.Random,
+    load: Load,
+    loop: Any,
+    pauses: tuple[float, float],
 ) -> None:
     began = loop.time()
     try:
@@ -153,6 +161,7 @@ async def session(
     load.open += 1
     session_id: str | None = None
     turn = 0
+    seen: list[dict[str, Any]] = []  # what this client received (the tail kept on a loss)
     try:
         while loop.time() < close_at:
             turn += 1
@@ -162,27 +171,33 @@ async def session(
                 message["session_id"] = session_id
             load.turns += 1
             await ws.send(json.dumps(message))
-            answer = await asyncio.wait_for(_final_answer(ws, load), TURN_TIMEOUT)
+            answer = await asyncio.wait_for(_final_answer(ws, load, seen), TURN_TIMEOUT)
             session_id = answer["session_id"]
             if answer["content"] != f"Echo #{turn}: {content}":
                 load.lost.append(f"{name}: {answer['content']!r} for turn {turn}")
             else:
                 load.answered += 1
-            pause = min(rng.uniform(4, 12), max(0.0, close_at - loop.time()))
+            pause = min(rng.uniform(*pauses), max(0.0, close_at - loop.time()))
             await asyncio.sleep(pause)
     except (OSError, WebSocketException, TimeoutError) as error:
         load.lost.append(f"{name} turn {turn}: {type(error).__name__} {error}")
+        load.evidence[name] = seen[-12:]
     finally:
         load.open -= 1
         await ws.close()
 
 
-async def _final_answer(ws: Any, load: Load) -> dict[str, Any]:
+async def _final_answer(ws: Any, load: Load, seen: list[dict[str, Any]]) -> dict[str, Any]:
     while True:
         event = json.loads(await ws.recv())
+        seen.append(event)
+        del seen[:-50]
         if event.get("event") == "service_switched":
             load.switches += 1
-            load.preserved += bool(event.get("data", {}).get("session_preserved"))
+            if event.get("data", {}).get("session_preserved"):
+                load.preserved += 1
+            else:
+                load.not_preserved.append(list(seen[-12:]))
         if event.get("event") == "agent.final_answer":
             return dict(event)
 
@@ -216,7 +231,8 @@ async def sample(
 async def drive(url: str, socket: str, args: argparse.Namespace) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     rng = random.Random(args.seed)
-    load, samples, stop = Load(), [], asyncio.Event()
+    load, stop = Load(), asyncio.Event()
+    samples: list[dict[str, Any]] = []
     t0 = time.monotonic()
     start = loop.time()
     up_end = start + args.ramp
@@ -228,7 +244,9 @@ async def drive(url: str, socket: str, args: argparse.Namespace) -> dict[str, An
     tasks = []
     for n in range(args.sessions):
         await asyncio.sleep(max(0.0, start + args.ramp * n / args.sessions - loop.time()))
-        task = session(url, f"s{n}", close_at[n], random.Random(rng.random()), load, loop)
+        task = session(
+            url, f"s{n}", close_at[n], random.Random(rng.random()), load, loop, tuple(args.pause)
+        )
         tasks.append(asyncio.create_task(task))
     await asyncio.gather(*tasks)
     end_of_load = time.monotonic() - t0
@@ -237,7 +255,19 @@ async def drive(url: str, socket: str, args: argparse.Namespace) -> dict[str, An
         await asyncio.sleep(SAMPLE_INTERVAL)
     stop.set()
     await sampler
-    return {"load": load, "samples": samples, "end_of_load": end_of_load}
+    left = await _connections_left(socket)
+    return {"load": load, "samples": samples, "end_of_load": end_of_load, "left": left}
+
+
+async def _connections_left(socket: str) -> list[dict[str, Any]]:
+    """The router's connections after the load (none expected), with their details."""
+    transport = httpx.AsyncHTTPTransport(uds=socket)
+    async with httpx.AsyncClient(base_url="http://agentvisor", transport=transport) as http:
+        listed = (await http.get("/api/v1/connections")).json()["data"]["connections"]
+        return [
+            (await http.get(f"/api/v1/connections/{c['connection_id']}")).json()["data"]
+            for c in listed
+        ]
 
 
 def reactions(samples: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -289,6 +319,8 @@ def summarize(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
         "answered": load.answered,
         "turns_lost": len(load.lost),
         "lost": load.lost[:20],
+        "lost_evidence": load.evidence,
+        "not_preserved": load.not_preserved[:10],
         "refused": load.refused[:20],
         "switches": load.switches,
         "switches_preserved": load.preserved,
@@ -304,6 +336,7 @@ def summarize(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
         "fixed_replica_seconds": args.max * duration,
         "duration": duration,
         "end_of_load": result["end_of_load"],
+        "connections_left": result["left"],
         "samples": samples,
     }
 
@@ -335,6 +368,7 @@ def table(summary: dict[str, Any]) -> str:
         ("turns answered / sent", f"{summary['answered']} / {summary['turns']}"),
         ("turns lost", str(summary["turns_lost"])),
         ("refused handshakes", str(len(summary["refused"]))),
+        ("router connections left after the load", str(len(summary["connections_left"]))),
         (
             "sessions moved (service_switched, preserved)",
             f"{summary['switches']} ({summary['switches_preserved']})",
@@ -360,6 +394,9 @@ def main() -> int:
     parser.add_argument("--stabilization", type=float, default=3.0)
     parser.add_argument("--up-cooldown", type=float, default=5.0)
     parser.add_argument("--down-cooldown", type=float, default=10.0)
+    parser.add_argument(
+        "--pause", type=float, nargs=2, default=[4.0, 12.0], help="seconds between turns"
+    )
     parser.add_argument("--seed", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="40 sessions, short ramps")
     parser.add_argument("--results", type=Path, default=HERE / "results")

@@ -69,6 +69,17 @@ def idle_expired(sessions: Iterable[Session], now: float, timeout: float) -> lis
     return [s for s in sessions if not s.closed and not s.busy and now - s.last_activity >= timeout]
 
 
+def _may_let_go(session: Session) -> bool:
+    """Held only as a cache of the store: no client, no turn, nothing left to report."""
+    return (
+        session.connection is None
+        and not session.busy
+        and not session.closed
+        and session.interrupted is None
+        and session.pending_error is None
+    )
+
+
 def sweep_interval(timeout: float) -> float:
     """How often to look for expired sessions: a tenth of the timeout, within [20 ms, 5 s]."""
     return min(max(timeout / 10, 0.02), 5.0)
@@ -149,8 +160,12 @@ class SessionManager:
 
     def statistics(self) -> dict[str, Any]:
         queued = sum(len(s.queue) for s in self.sessions.values() if s.queue)
+        idle = sum(1 for s in self.sessions.values() if _may_let_go(s))
         return self.stats.snapshot(
-            active_sessions=len(self.sessions), queued_turns=queued, now=self.clock()
+            active_sessions=len(self.sessions),
+            queued_turns=queued,
+            now=self.clock(),
+            in_use_sessions=len(self.sessions) - idle,
         )
 
     # ------------------------------------------------------------ requests
@@ -210,10 +225,23 @@ class SessionManager:
             )
         return self.draining
 
-    def _at_limit(
+    async def _at_limit(
         self, connection: Outbox, session_id: str | None, message_id: MessageId | None
     ) -> bool:
+        """At ``max_sessions``, make room by letting go of the idlest session no client is
+        attached to (it stays in the store: any replica resumes it from there); refuse with
+        ``SESSION_LIMIT`` only when every session held here is in use."""
         limit = self.settings.max_sessions
+        while len(self.sessions) >= limit:
+            idle = [s for s in self.sessions.values() if _may_let_go(s)]
+            if not idle:
+                break
+            session = min(idle, key=lambda s: s.last_activity)
+            if not await self.runner.save(session):
+                break  # not in the store: keep it
+            if self.sessions.get(session.id) is session and _may_let_go(session):
+                del self.sessions[session.id]
+                log.info("session %s let go to make room (still in the store)", session.id)
         if len(self.sessions) < limit:
             return False
         self._error(
@@ -228,7 +256,7 @@ class SessionManager:
     async def _create(
         self, connection: Outbox, metadata: Mapping[str, Any], message_id: MessageId | None
     ) -> Session | None:
-        if self._at_limit(connection, None, message_id):
+        if await self._at_limit(connection, None, message_id):
             return None
         session = Session.new(
             str(uuid.uuid4()),
@@ -278,7 +306,7 @@ class SessionManager:
                 message_id,
             )
             return None
-        if self._at_limit(connection, session_id, message_id):
+        if await self._at_limit(connection, session_id, message_id):
             return None
         session = Session.restore(
             stored, replay_limit=self.settings.replay_limit, now=self.clock(), last_seq=last_seq

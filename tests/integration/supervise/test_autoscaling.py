@@ -273,3 +273,32 @@ def _retiring(av: Running) -> list[int]:
     status = av.supervisor.autoscaler.status("chat")
     assert status is not None
     return list(status["retiring"])
+
+
+async def test_a_shrink_onto_a_replica_full_of_left_sessions_keeps_the_moved_one(
+    tmp_path: Path,
+) -> None:
+    """The replica that stays holds max_sessions, most of them of clients that left (kept
+    for session_timeout); the moved session still gets in, and keeps its history."""
+    config = scaled_config(
+        tmp_path / "agentvisor.toml",
+        f"min = 1\nmax = 2\ntarget_sessions = 2\n{QUICK}",
+        agent="max_sessions = 3",
+    )
+    async with running_daemon(config) as av:
+        with trio.fail_after(DEADLINE):
+            await av.wait(lambda: av.routable() == ["chat:0"])
+            c1, c2, c3 = [await Talker.open(av.url, f"c{n}") for n in range(1, 4)]
+            await av.wait(lambda: av.routable() == ["chat:0", "chat:1"])
+            c4 = await Talker.open(av.url, "c4")
+            assert [t.routed for t in (c1, c2, c3, c4)] == ["chat:0"] * 3 + ["chat:1"]
+            await c1.ws.close()  # their sessions stay on chat:0, which holds 3 = max_sessions
+            await c2.ws.close()
+            await av.wait(lambda: av.replicas() == [0])
+            assert await c4.say("c4 after the move") == "0"
+            assert await c3.say("c3 still here") == "0"
+            for talker in (c3, c4):
+                await talker.ws.close()
+    [switch] = c4.switches()
+    assert switch["session_preserved"] is True
+    assert "agent.error" not in c4.names()
