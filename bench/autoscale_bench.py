@@ -137,6 +137,7 @@ class Load:
         self.switches = 0
         self.preserved = 0
         self.connect_seconds: list[float] = []
+        self.cold_start: float | None = None
         self.refused: list[str] = []
         self.evidence: dict[str, list[dict[str, Any]]] = {}  # a lost turn's client: last events
         self.not_preserved: list[list[dict[str, Any]]] = []
@@ -158,6 +159,8 @@ async def session(
         load.refused.append(f"{name}: {error}")
         return
     load.connect_seconds.append(loop.time() - began)
+    if name == "s0":  # the first client: the agent is at zero
+        load.cold_start = loop.time() - began
     load.open += 1
     session_id: str | None = None
     turn = 0
@@ -324,7 +327,7 @@ def summarize(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
         "refused": load.refused[:20],
         "switches": load.switches,
         "switches_preserved": load.preserved,
-        "cold_start_seconds": load.connect_seconds[0] if load.connect_seconds else None,
+        "cold_start_seconds": load.cold_start,
         "connect_p50": statistics.median(load.connect_seconds) if load.connect_seconds else None,
         "reactions": found,
         "up_median": statistics.median(seconds("up")) if seconds("up") else None,
