@@ -69,17 +69,6 @@ def idle_expired(sessions: Iterable[Session], now: float, timeout: float) -> lis
     return [s for s in sessions if not s.closed and not s.busy and now - s.last_activity >= timeout]
 
 
-def _may_let_go(session: Session) -> bool:
-    """Held only as a cache of the store: no client, no turn, nothing left to report."""
-    return (
-        session.connection is None
-        and not session.busy
-        and not session.closed
-        and session.interrupted is None
-        and session.pending_error is None
-    )
-
-
 def sweep_interval(timeout: float) -> float:
     """How often to look for expired sessions: a tenth of the timeout, within [20 ms, 5 s]."""
     return min(max(timeout / 10, 0.02), 5.0)
@@ -160,7 +149,7 @@ class SessionManager:
 
     def statistics(self) -> dict[str, Any]:
         queued = sum(len(s.queue) for s in self.sessions.values() if s.queue)
-        idle = sum(1 for s in self.sessions.values() if _may_let_go(s))
+        idle = sum(1 for s in self.sessions.values() if s.unused)
         return self.stats.snapshot(
             active_sessions=len(self.sessions),
             queued_turns=queued,
@@ -233,13 +222,13 @@ class SessionManager:
         ``SESSION_LIMIT`` only when every session held here is in use."""
         limit = self.settings.max_sessions
         while len(self.sessions) >= limit:
-            idle = [s for s in self.sessions.values() if _may_let_go(s)]
+            idle = [s for s in self.sessions.values() if s.unused]
             if not idle:
                 break
             session = min(idle, key=lambda s: s.last_activity)
             if not await self.runner.save(session):
                 break  # not in the store: keep it
-            if self.sessions.get(session.id) is session and _may_let_go(session):
+            if self.sessions.get(session.id) is session and session.unused:
                 del self.sessions[session.id]
                 log.info("session %s let go to make room (still in the store)", session.id)
         if len(self.sessions) < limit:
@@ -282,21 +271,32 @@ class SessionManager:
         """The session in memory, or loaded from the store (another replica's, or expired
         here); replies ``SESSION_NOT_FOUND`` / ``SESSION_LIMIT`` and returns None if neither."""
         session = self.sessions.get(session_id)
-        if session is not None:
+        if session is not None and not session.unused:
             return session
-        if self._refuse_when_draining(connection, session_id, message_id):
+        if session is None and self._refuse_when_draining(connection, session_id, message_id):
             return None
         try:
             stored = await self.store.load(session_id)
         except StoreError as error:
             log.error("cannot load session %s: %s", session_id, error)
             stored = None
+        held = session
+        session = self.sessions.get(session_id)  # loaded by another request meanwhile?
+        if session is not None and (
+            session is not held
+            or stored is None
+            or not session.unused
+            or not session.behind(stored)
+        ):
+            return session  # ours is current: the conversation went on nowhere else
+        if session is not None:
+            # Its client moved on to another replica (a drain, a failover) and came back:
+            # the store holds turns this copy never saw.
+            del self.sessions[session_id]
+            log.info("session %s went on elsewhere; reloading it from the store", session_id)
         timeout = self.settings.session_timeout
         if stored is not None and stored.updated_at < self.wall_clock() - timeout:
             stored = None  # expired while no worker held it
-        session = self.sessions.get(session_id)  # loaded by another request meanwhile?
-        if session is not None:
-            return session
         if stored is None:
             self._error(
                 connection,
