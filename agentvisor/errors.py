@@ -43,6 +43,12 @@ class ServiceAlreadyExists(AgentvisorError):
     code = "SERVICE_ALREADY_EXISTS"
 
 
+class ServiceAutoscaled(AgentvisorError):
+    """An operator ``scale`` of an agent whose replica count the autoscaler owns."""
+
+    code = "SERVICE_AUTOSCALED"
+
+
 class RuleAlreadyExists(AgentvisorError):
     """A new ``[[routes]]`` entry takes a name another rule has."""
 

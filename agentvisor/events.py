@@ -62,6 +62,9 @@ class OperatorAction:
     message: str
     at: float
     kind: str = "operator.action"
+    #: Structured facts behind the message (an autoscaler decision's signals), stored as
+    #: the audit row's ``details``.
+    details: dict[str, Any] = attrs.field(factory=dict, eq=False)
 
 
 @attrs.frozen

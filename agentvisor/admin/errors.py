@@ -36,6 +36,7 @@ STATUS_BY_CODE: Mapping[str, int] = {
     "METHOD_NOT_ALLOWED": 405,
     "SERVICE_ALREADY_EXISTS": 409,
     "RULE_ALREADY_EXISTS": 409,
+    "SERVICE_AUTOSCALED": 409,  # scale asked of an agent whose count the autoscaler owns
     "PORT_IN_USE": 409,
     "ALREADY_RUNNING": 409,
     "CONFIG_INVALID": 422,

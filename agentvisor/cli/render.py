@@ -138,7 +138,7 @@ def status_table(services: Sequence[Mapping[str, Any]], now: float) -> Table:
         table.add_row(
             Text(str(service.get("name", "?")), style="bold"),
             styled_state(str(service.get("status", "unknown"))),
-            f"{replicas.get('running', 0)}/{replicas.get('desired', 0)}",
+            _instances_cell(replicas),
             _listed(i.get("pid") for i in live),
             _listed(i.get("port") for i in (live or instances)),
             humanize_duration(stats.get("uptime_seconds")),
@@ -148,6 +148,13 @@ def status_table(services: Sequence[Mapping[str, Any]], now: float) -> Table:
             Text(health, style=HEALTH_STYLES.get(health, "")),
         )
     return table
+
+
+def _instances_cell(replicas: Mapping[str, Any]) -> str:
+    """``running/desired``, and the autoscaler's bounds when it sets desired: ``1/2 (1-3)``."""
+    cell = f"{replicas.get('running', 0)}/{replicas.get('desired', 0)}"
+    bounds = replicas.get("autoscale")
+    return f"{cell} ({bounds.get('min')}-{bounds.get('max')})" if bounds else cell
 
 
 def _count(value: object) -> str:
@@ -228,12 +235,22 @@ def _last_exits(instances: list[Mapping[str, Any]]) -> list[RenderableType]:
     return parts
 
 
-def _autoscale_summary(policy: Mapping[str, Any]) -> str:
-    """``1..3 replicas, desired 2; last change: …``: the bounds, the count and why."""
-    text = f"{policy.get('min')}..{policy.get('max')} replicas, desired {policy.get('desired')}"
-    for key, label in (("last_change", "last change"), ("last_decision", "last decision")):
-        if policy.get(key):
-            return f"{text}; {label}: {policy[key].get('reason', '')}"
+def _autoscale_summary(policy: Mapping[str, Any], running: int, now: float) -> str:
+    """``1..3 replicas, desired 2, running 1; last change 12s ago: …; now: …``: the bounds,
+    the counts, the last change and what the latest decision saw."""
+    text = (
+        f"{policy.get('min')}..{policy.get('max')} replicas, desired {policy.get('desired')}, "
+        f"running {running}"
+    )
+    retiring = policy.get("retiring")
+    if retiring:
+        text += ", retiring " + ", ".join(str(replica) for replica in retiring)
+    change, latest = policy.get("last_change"), policy.get("last_decision")
+    if change:
+        ago = humanize_duration(now - change["at"]) if change.get("at") is not None else "-"
+        text += f"; last change {ago} ago: {change.get('message') or change.get('reason', '')}"
+    if latest:
+        text += f"; now: {latest.get('action', '?')}, {latest.get('reason', '')}"
     return text
 
 
@@ -262,7 +279,8 @@ def service_detail(service: Mapping[str, Any], now: float) -> RenderableType:
     ]
     autoscale = service.get("autoscale")
     if autoscale:
-        rows.append(("autoscale", _autoscale_summary(autoscale)))
+        running = int(replicas.get("running", 0))
+        rows.append(("autoscale", _autoscale_summary(autoscale, running, now)))
     note = trouble_note(service, now)
     if note:
         rows.append(("note", note))

@@ -105,6 +105,8 @@ class Autoscaler:
             "decision_interval": config.decision_interval,
             "cold_start_wait": config.cold_start_wait,
             "desired": service.desired,
+            # scaled away, still draining or stopping (no longer among the instances)
+            "retiring": sorted(service.retiring),
             "decisions": track.decisions if track else 0,
             "last_decision": _decision_dict(track.last, track.last_at)
             if track and track.last
@@ -182,8 +184,12 @@ class Autoscaler:
         track.last_change, track.last_change_message = decision, message
         track.last_change_at = track.last_at
         log.info("autoscale %s: %s", service.name, message)
+        details = _decision_dict(decision, track.last_at)
+        details.update(previous=previous, retiring=[f"{service.name}:{r}" for r in victims])
         self._supervisor.bus.publish(
-            OperatorAction("scale", service.name, "autoscaler", "ok", message, time.time())
+            OperatorAction(
+                "scale", service.name, "autoscaler", "ok", message, time.time(), details=details
+            )
         )
         self._supervisor.scale_to(service.name, decision.desired, victims)
 
@@ -196,8 +202,11 @@ def _replica_signals(
         sessions, turns = load.get(f"{service.name}:{instance.replica}", (0, 0))
         stats = instance.worker_stats if instance.state is ProcessState.RUNNING else None
         if stats is not None:  # clients may reach the worker directly, not through the router
+            # Its open connections, not its active sessions: a session outlives its client by
+            # session_timeout (to be resumed), and counting those would hold replicas that
+            # long after the clients left.
             worker_turns = stats.get("turns", {})
-            sessions = max(sessions, instance.sessions)
+            sessions = max(sessions, int(stats.get("connections", 0)))
             turns = max(turns, int(worker_turns.get("running", 0) + worker_turns.get("queued", 0)))
         sample = instance.sample
         replicas.append(

@@ -256,7 +256,7 @@ class Supervisor:
                 draining=instance.draining,
                 weight=service.config.weight,
                 max_sessions=service.config.max_sessions,
-                sessions=instance.sessions,
+                sessions=_sessions_in_use(instance),
                 tags=service.config.tags,
             )
             for service, instance in self._all_instances()
@@ -627,6 +627,11 @@ class Supervisor:
             finally:
                 scope.cancel()
                 service.retiring.discard(instance.replica)
+            # A scale-up while this replica was going could not use its number (its port);
+            # now that it is free, the missing replicas start.
+            current = self._services.get(service.name) is service and not self._closing
+            if current and len(service.instances) < service.desired:
+                self._scale(service)
 
         self._nursery.start_soon(retire)
 
@@ -711,6 +716,15 @@ class Supervisor:
     ) -> None:
         log.info("%s %s (%s): %s", action, target or "agentvisor", source, message)
         self.bus.publish(OperatorAction(action, target, source, outcome, message, time.time()))
+
+
+def _sessions_in_use(instance: Instance) -> int:
+    """What counts against ``max_sessions`` for the router: the worker's sessions with a
+    client or a turn (it lets go of the others to make room), else all it holds."""
+    stats = instance.worker_stats
+    sessions = stats.get("sessions") if stats is not None else None
+    in_use = sessions.get("in_use") if isinstance(sessions, dict) else None
+    return in_use if isinstance(in_use, int) else instance.sessions
 
 
 def _by_replica(pair: tuple[Instance, trio.CancelScope]) -> int:

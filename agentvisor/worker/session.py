@@ -139,6 +139,21 @@ class Session:
     def busy(self) -> bool:
         return self.turn is not None or bool(self.queue)
 
+    @property
+    def unused(self) -> bool:
+        """Held only as a cache of the store: no client, no turn, nothing left to report."""
+        return (
+            self.connection is None
+            and not self.busy
+            and not self.closed
+            and self.interrupted is None
+            and self.pending_error is None
+        )
+
+    def behind(self, stored: StoredSession) -> bool:
+        """Whether the store has events this copy does not (it went on on another replica)."""
+        return stored.seq > self.seq
+
     # ------------------------------------------------------------ events
 
     def emit(self, fields: Mapping[str, Any], timestamp: str, *, commit: bool = True) -> int:

@@ -149,8 +149,12 @@ class SessionManager:
 
     def statistics(self) -> dict[str, Any]:
         queued = sum(len(s.queue) for s in self.sessions.values() if s.queue)
+        idle = sum(1 for s in self.sessions.values() if s.unused)
         return self.stats.snapshot(
-            active_sessions=len(self.sessions), queued_turns=queued, now=self.clock()
+            active_sessions=len(self.sessions),
+            queued_turns=queued,
+            now=self.clock(),
+            in_use_sessions=len(self.sessions) - idle,
         )
 
     # ------------------------------------------------------------ requests
@@ -210,10 +214,23 @@ class SessionManager:
             )
         return self.draining
 
-    def _at_limit(
+    async def _at_limit(
         self, connection: Outbox, session_id: str | None, message_id: MessageId | None
     ) -> bool:
+        """At ``max_sessions``, make room by letting go of the idlest session no client is
+        attached to (it stays in the store: any replica resumes it from there); refuse with
+        ``SESSION_LIMIT`` only when every session held here is in use."""
         limit = self.settings.max_sessions
+        while len(self.sessions) >= limit:
+            idle = [s for s in self.sessions.values() if s.unused]
+            if not idle:
+                break
+            session = min(idle, key=lambda s: s.last_activity)
+            if not await self.runner.save(session):
+                break  # not in the store: keep it
+            if self.sessions.get(session.id) is session and session.unused:
+                del self.sessions[session.id]
+                log.info("session %s let go to make room (still in the store)", session.id)
         if len(self.sessions) < limit:
             return False
         self._error(
@@ -228,7 +245,7 @@ class SessionManager:
     async def _create(
         self, connection: Outbox, metadata: Mapping[str, Any], message_id: MessageId | None
     ) -> Session | None:
-        if self._at_limit(connection, None, message_id):
+        if await self._at_limit(connection, None, message_id):
             return None
         session = Session.new(
             str(uuid.uuid4()),
@@ -254,21 +271,32 @@ class SessionManager:
         """The session in memory, or loaded from the store (another replica's, or expired
         here); replies ``SESSION_NOT_FOUND`` / ``SESSION_LIMIT`` and returns None if neither."""
         session = self.sessions.get(session_id)
-        if session is not None:
+        if session is not None and not session.unused:
             return session
-        if self._refuse_when_draining(connection, session_id, message_id):
+        if session is None and self._refuse_when_draining(connection, session_id, message_id):
             return None
         try:
             stored = await self.store.load(session_id)
         except StoreError as error:
             log.error("cannot load session %s: %s", session_id, error)
             stored = None
+        held = session
+        session = self.sessions.get(session_id)  # loaded by another request meanwhile?
+        if session is not None and (
+            session is not held
+            or stored is None
+            or not session.unused
+            or not session.behind(stored)
+        ):
+            return session  # ours is current: the conversation went on nowhere else
+        if session is not None:
+            # Its client moved on to another replica (a drain, a failover) and came back:
+            # the store holds turns this copy never saw.
+            del self.sessions[session_id]
+            log.info("session %s went on elsewhere; reloading it from the store", session_id)
         timeout = self.settings.session_timeout
         if stored is not None and stored.updated_at < self.wall_clock() - timeout:
             stored = None  # expired while no worker held it
-        session = self.sessions.get(session_id)  # loaded by another request meanwhile?
-        if session is not None:
-            return session
         if stored is None:
             self._error(
                 connection,
@@ -278,7 +306,7 @@ class SessionManager:
                 message_id,
             )
             return None
-        if self._at_limit(connection, session_id, message_id):
+        if await self._at_limit(connection, session_id, message_id):
             return None
         session = Session.restore(
             stored, replay_limit=self.settings.replay_limit, now=self.clock(), last_seq=last_seq

@@ -32,11 +32,15 @@ class WorkerStats:
         self.turns_errors += error
         self.turns_cancelled += cancelled
 
-    def snapshot(self, *, active_sessions: int, queued_turns: int, now: float) -> dict[str, Any]:
+    def snapshot(
+        self, *, active_sessions: int, queued_turns: int, now: float, in_use_sessions: int = 0
+    ) -> dict[str, Any]:
         finished = self.turns_finished
         return {
             "sessions": {
                 "active": active_sessions,
+                # with a client attached or a turn: the rest may be let go at max_sessions
+                "in_use": in_use_sessions,
                 "total": self.sessions_total,
                 "completed": self.sessions_completed,
             },

@@ -174,6 +174,8 @@ def paths() -> dict[str, Schema]:
             "post": operation(
                 "scaleService",
                 "Set the number of replicas, kept in agentvisor.toml",
+                description="An agent with [agents.NAME.autoscale] is scaled by its autoscaler: "
+                "409 SERVICE_AUTOSCALED; change autoscale.min / autoscale.max instead.",
                 tag=TAG,
                 data=ref("ScaleResult"),
                 parameters=(SERVICE_ID,),

@@ -97,7 +97,19 @@ def schemas() -> dict[str, Schema]:
                 "port": OPTIONAL_INTEGER,
                 "endpoint": OPTIONAL_STRING,
                 "started_at": TIME_OR_NULL,
-                "replicas": obj({"desired": INTEGER, "running": INTEGER}),
+                "replicas": obj(
+                    {
+                        "desired": INTEGER,
+                        "running": INTEGER,
+                        "autoscale": nullable(
+                            obj(
+                                {"min": INTEGER, "max": INTEGER},
+                                description="The autoscaler's bounds; desired is its count. "
+                                "Null when the agent has no [agents.NAME.autoscale]",
+                            )
+                        ),
+                    }
+                ),
                 "health": enum(SERVICE_HEALTH),
                 "stats": ref("ServiceStats"),
                 "instances": array(ref("Instance")),
@@ -116,7 +128,8 @@ def schemas() -> dict[str, Schema]:
                             "type": "object",
                             "nullable": True,
                             "description": "The autoscaler's policy settings, desired replicas, "
-                            "last decision (with its signals and reason) and last change; null "
+                            "replicas retiring (draining or stopping after a scale-down), last "
+                            "decision (with its signals and reason) and last change; null "
                             "when the agent has no [agents.NAME.autoscale]",
                         },
                     }

@@ -26,7 +26,9 @@ ERROR_MEANINGS: Mapping[int, str] = {
     400: "INVALID_REQUEST: a query parameter or the body is not acceptable",
     401: "UNAUTHORIZED: the bearer token is missing or wrong",
     404: "Not found: SERVICE_NOT_FOUND, RULE_NOT_FOUND, CONNECTION_NOT_FOUND or NOT_FOUND",
-    409: "Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, PORT_IN_USE, …",
+    409: (
+        "Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, SERVICE_AUTOSCALED, PORT_IN_USE, …"
+    ),
     413: "INVALID_REQUEST: the body is larger than the limit (1 MiB)",
     422: "CONFIG_INVALID: the change would make the config invalid; details list every error",
     429: "RATE_LIMITED: too many changes from this client; retry after Retry-After seconds",

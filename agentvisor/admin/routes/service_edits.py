@@ -30,7 +30,7 @@ from agentvisor.admin.params import OPERATION_TIMEOUT
 from agentvisor.admin.routes.services import (
     describe_service,
 )
-from agentvisor.errors import InvalidRequest
+from agentvisor.errors import InvalidRequest, ServiceAutoscaled
 from agentvisor.supervise.instance import InstanceGone
 from agentvisor.supervise.states import ProcessState
 
@@ -164,11 +164,14 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
         replicas = scale_replicas(await request_json())
         agent = deps.supervisor.service(name).config
         if agent.autoscale is not None:
-            raise InvalidRequest(
+            raise ServiceAutoscaled(
                 f"Service '{name}' is autoscaled ({agent.autoscale.min} to "
-                f"{agent.autoscale.max} replicas); change autoscale.min / autoscale.max "
-                "with PUT /services/{id}/config instead",
+                f"{agent.autoscale.max} replicas, {deps.supervisor.service(name).desired_replicas}"
+                " now); change autoscale.min / autoscale.max with PUT /services/{id}/config "
+                "instead",
                 service=name,
+                min=agent.autoscale.min,
+                max=agent.autoscale.max,
             )
         previous = agent.replicas
         applied = await edit_and_apply(

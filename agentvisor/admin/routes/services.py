@@ -175,10 +175,20 @@ def service_to_dict(
         "port": view.config.port if first is None else first.port,
         "endpoint": None if first is None else _endpoint(first.host, first.port),
         "started_at": iso_time(min(starts)) if starts else None,
-        "replicas": {"desired": view.desired_replicas, "running": view.running},
+        "replicas": _replicas(view),
         "health": service_health(view),
         "stats": {**summary, **(stats or {})},
         "instances": [instance_to_dict(i) for i in view.instances],
+    }
+
+
+def _replicas(view: ServiceView) -> dict[str, Any]:
+    """Desired (the autoscaler's count when autoscaled) and running, with the bounds."""
+    bounds = view.config.autoscale
+    return {
+        "desired": view.desired_replicas,
+        "running": view.running,
+        "autoscale": None if bounds is None else {"min": bounds.min, "max": bounds.max},
     }
 
 

@@ -188,7 +188,7 @@ async def test_services_are_listed_filtered_and_paged(tmp_path: Path) -> None:
     alpha = first["services"][0]
     assert alpha["service_id"] == "alpha"
     assert alpha["status"] == alpha["state"] == "running"
-    assert alpha["replicas"] == {"desired": 1, "running": 1}
+    assert alpha["replicas"] == {"desired": 1, "running": 1, "autoscale": None}
     assert alpha["instances"][0]["pid"] > 0
     assert alpha["endpoint"] == f"ws://127.0.0.1:{alpha['instances'][0]['port']}"
 

@@ -239,7 +239,12 @@ async def test_idle_sessions_time_out(tmp_path: Path) -> None:
         await client.send({"event": "user.resume_session", "session_id": session_id})
         assert (await client.recv())["code"] == "SESSION_NOT_FOUND"
         stats = await worker.stats()
-        assert stats["sessions"] | {"total": 1} == {"active": 0, "total": 1, "completed": 1}
+        assert stats["sessions"] | {"total": 1} == {
+            "active": 0,
+            "total": 1,
+            "completed": 1,
+            "in_use": 0,
+        }
 
 
 async def test_close_session(tmp_path: Path) -> None:
@@ -299,7 +304,7 @@ async def test_health_and_stats(tmp_path: Path) -> None:
         assert health.json()["status"] == "ok"
         stats = (await worker.get("/stats")).json()
         assert set(stats) >= {"sessions", "turns", "connections", "uptime"}
-        assert set(stats["sessions"]) == {"active", "total", "completed"}
+        assert set(stats["sessions"]) == {"active", "in_use", "total", "completed"}
         assert set(stats["turns"]) >= {"total", "running", "errors", "avg_duration"}
         assert (await worker.get("/nope")).status_code == 404
         with pytest.raises(InvalidStatus) as refused:

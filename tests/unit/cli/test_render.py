@@ -171,12 +171,33 @@ def test_service_detail_shows_the_autoscalers_bounds_and_last_decision() -> None
         "min": 1,
         "max": 3,
         "desired": 2,
-        "last_decision": {"reason": "holding"},
-        "last_change": {"reason": "sessions 3 / target 2 → 2"},
+        "retiring": [3],
+        "last_decision": {"action": "hold", "reason": "sessions ask for 2"},
+        "last_change": {
+            "reason": "sessions ask for 2 at target_sessions 2",
+            "message": "1 → 2 replicas: sessions ask for 2 at target_sessions 2",
+            "at": NOW - 12,
+        },
     }
-    output = " ".join(text_of(render.service_detail(service(autoscale=policy), NOW)).split())
-    assert "autoscale 1..3 replicas, desired 2; last change: sessions 3 / target 2 → 2" in output
+    detail = service(autoscale=policy, replicas={"running": 1, "desired": 2})
+    output = " ".join(text_of(render.service_detail(detail, NOW)).split())
+    assert (
+        "autoscale 1..3 replicas, desired 2, running 1, retiring 3; last change 12s ago: "
+        "1 → 2 replicas: sessions ask for 2 at target_sessions 2; now: hold, sessions ask for 2"
+    ) in output
     assert "autoscale" not in text_of(render.service_detail(service(autoscale=None), NOW))
+
+
+def test_status_shows_desired_against_running_and_the_bounds_of_autoscaled_agents() -> None:
+    scaled = service(
+        "chat", replicas={"running": 1, "desired": 2, "autoscale": {"min": 0, "max": 3}}
+    )
+    fixed = service("fixed", replicas={"running": 2, "desired": 2, "autoscale": None})
+    lines = text_of(render.status_table([scaled, fixed], NOW)).splitlines()
+    assert "1/2 (0-3)" in next(line for line in lines if line.startswith("chat"))
+    fixed_line = next(line for line in lines if line.startswith("fixed"))
+    assert "2/2" in fixed_line
+    assert "(" not in fixed_line
 
 
 def test_reload_lines_name_what_changed() -> None:

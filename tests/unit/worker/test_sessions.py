@@ -235,6 +235,41 @@ async def test_session_limit(autojump_clock: Any) -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_at_the_limit_a_session_whose_client_left_makes_room_and_resumes_later(
+    autojump_clock: Any,
+) -> None:
+    """Issue 10: a scale-down moves sessions onto a replica full of sessions whose clients
+    left; those are only a cache of the store, so the idlest goes, not the newcomer."""
+    store = MemorySessionStore()
+    async with trio.open_nursery() as nursery:
+        manager = await start(nursery, store, max_sessions=2)
+        gone, busy, staying = FakeConnection(), FakeConnection(), FakeConnection()
+        left = await new_session(manager, gone)
+        await say(manager, gone, UserMessage("first", left, "m1"))
+        await trio.sleep(1)
+        manager.disconnect(gone)
+        running = await new_session(manager, busy)
+        await say(manager, busy, UserMessage("sleep 100", running, "m2"))
+        await trio.sleep(1)
+        manager.disconnect(busy)  # its turn still runs: it is in use
+        newcomer = await new_session(manager, staying)
+        assert set(manager.sessions) == {running, newcomer}
+        assert (await store.load(left)) is not None
+
+        await say(manager, FakeConnection(), CreateSession())  # nothing idle left: refused
+        back = FakeConnection()
+        await say(manager, back, ResumeSession(left))
+        [error] = back.events("agent.error")
+        assert error["code"] == "SESSION_LIMIT"
+        manager.disconnect(staying)
+        await say(manager, back, ResumeSession(left))  # newcomer is idle now: it makes room
+        await say(manager, back, UserMessage("second", left, "m3"))
+        await trio.sleep(1)
+        assert back.events("agent.final_answer")[-1]["content"] == "done second after 2"
+        assert set(manager.sessions) == {running, left}
+        nursery.cancel_scope.cancel()
+
+
 async def test_idle_sessions_time_out_and_leave_the_store(autojump_clock: Any) -> None:
     store = MemorySessionStore()
     async with trio.open_nursery() as nursery:
@@ -252,7 +287,12 @@ async def test_idle_sessions_time_out_and_leave_the_store(autojump_clock: Any) -
         assert busy in manager.sessions  # a running turn is activity
         await trio.sleep(100 + 61)
         assert busy not in manager.sessions
-        assert manager.statistics()["sessions"] == {"active": 0, "total": 2, "completed": 2}
+        assert manager.statistics()["sessions"] == {
+            "active": 0,
+            "in_use": 0,
+            "total": 2,
+            "completed": 2,
+        }
         nursery.cancel_scope.cancel()
 
 

@@ -390,7 +390,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Set the number of replicas, kept in agentvisor.toml */
+        /**
+         * Set the number of replicas, kept in agentvisor.toml
+         * @description An agent with [agents.NAME.autoscale] is scaled by its autoscaler: 409 SERVICE_AUTOSCALED; change autoscale.min / autoscale.max instead.
+         */
         post: operations["scaleService"];
         delete?: never;
         options?: never;
@@ -1159,7 +1162,7 @@ export interface components {
             uptime_seconds: number | null;
         };
         ServiceDetail: components["schemas"]["ServiceItem"] & {
-            /** @description The autoscaler's policy settings, desired replicas, last decision (with its signals and reason) and last change; null when the agent has no [agents.NAME.autoscale] */
+            /** @description The autoscaler's policy settings, desired replicas, replicas retiring (draining or stopping after a scale-down), last decision (with its signals and reason) and last change; null when the agent has no [agents.NAME.autoscale] */
             autoscale: Record<string, never> | null;
             /** @description The [agents.NAME] table; secret-looking values '***' */
             config: Record<string, never>;
@@ -1192,6 +1195,11 @@ export interface components {
             name: string;
             port: number | null;
             replicas: {
+                /** @description The autoscaler's bounds; desired is its count. Null when the agent has no [agents.NAME.autoscale] */
+                autoscale: {
+                    max: number;
+                    min: number;
+                } | null;
                 desired: number;
                 running: number;
             };
@@ -2157,7 +2165,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, PORT_IN_USE, … */
+            /** @description Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, SERVICE_AUTOSCALED, PORT_IN_USE, … */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2648,7 +2656,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, PORT_IN_USE, … */
+            /** @description Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, SERVICE_AUTOSCALED, PORT_IN_USE, … */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2823,7 +2831,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, PORT_IN_USE, … */
+            /** @description Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, SERVICE_AUTOSCALED, PORT_IN_USE, … */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2955,7 +2963,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, PORT_IN_USE, … */
+            /** @description Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, SERVICE_AUTOSCALED, PORT_IN_USE, … */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3277,7 +3285,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, PORT_IN_USE, … */
+            /** @description Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, SERVICE_AUTOSCALED, PORT_IN_USE, … */
             409: {
                 headers: {
                     [name: string]: unknown;
