@@ -90,6 +90,8 @@ class Daemon:
                 self.store = StateStore(
                     os.path.join(state_dir(config), "state.db"),
                     retention_days=config.supervisor.retention_days,
+                    max_file_bytes=int(config.supervisor.store_max_mb * 1024 * 1024),
+                    log_lines_per_second=config.supervisor.store_log_lines_per_second,
                 )
                 await outer.start(self.store.run)
                 await outer.start(self.store.consume, self.bus)

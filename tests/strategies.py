@@ -83,6 +83,8 @@ def _supervisor(draw: st.DrawFn) -> SupervisorConfig:
         log_format=draw(st.sampled_from(LogFormat)),
         shutdown_timeout=draw(_positive_seconds),
         retention_days=draw(_positive_seconds),
+        store_max_mb=draw(st.floats(1.0, 1e6, allow_nan=False)),
+        store_log_lines_per_second=draw(_positive_seconds),
         forward_worker_output=draw(st.booleans()),
     )
 

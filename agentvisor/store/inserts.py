@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from agentvisor.store.records import ConnectionRecord, Metric
-from agentvisor.supervise.logs import LogLine
+from agentvisor.supervise.logs import LogChunk, LogLine
 
 #: Rough bytes a queued row costs beyond its text (object headers, floats, the tuple).
 ROW_OVERHEAD_BYTES = 200
@@ -62,7 +62,7 @@ class MetricRow:
 
 @attrs.frozen
 class LogBatch:
-    lines: Sequence[LogLine]
+    lines: Sequence[LogLine]  # usually one LogChunk: its lines are never made one by one
 
 
 WriteItem = EventRow | HealthRow | MetricRow | LogBatch | ConnectionRecord
@@ -75,7 +75,10 @@ def item_rows(item: WriteItem) -> int:
 def item_bytes(item: WriteItem) -> int:
     """What an item is charged against the queue's byte budget (an estimate, not exact)."""
     if isinstance(item, LogBatch):
-        return sum(len(line.text) for line in item.lines) + ROW_OVERHEAD_BYTES * len(item.lines)
+        lines = item.lines
+        if isinstance(lines, LogChunk):
+            return lines.text_bytes + ROW_OVERHEAD_BYTES * len(lines)
+        return sum(len(line.text) for line in lines) + ROW_OVERHEAD_BYTES * len(lines)
     if isinstance(item, EventRow):
         return ROW_OVERHEAD_BYTES + len(item.message) + 64 * len(item.details)
     if isinstance(item, ConnectionRecord):
@@ -172,7 +175,14 @@ def write_batch(
             return services.key(conn, name, now)
 
         for item in items:
-            if isinstance(item, LogBatch):
+            if isinstance(item, LogBatch) and isinstance(item.lines, LogChunk):
+                chunk = item.lines
+                head = (chunk.at, key(chunk.service), chunk.replica, chunk.stream)
+                logs.extend(
+                    (*head, seq, text)
+                    for seq, text in enumerate(chunk.texts, start=chunk.first_seq)
+                )
+            elif isinstance(item, LogBatch):
                 logs.extend(
                     (line.at, key(line.service), line.replica, line.stream, line.seq, line.text)
                     for line in item.lines

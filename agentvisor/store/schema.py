@@ -168,14 +168,16 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def open_writer(path: str) -> sqlite3.Connection:
+def open_writer(path: str, *, wal_max_bytes: int = JOURNAL_SIZE_LIMIT_BYTES) -> sqlite3.Connection:
     """Open (creating if needed) and migrate the database; the one connection that writes.
 
     Blocking: call it in a thread. ``check_same_thread=False`` because the
     writer's calls run on trio's worker threads one at a time (a
     ``CapacityLimiter(1)`` serializes them), not always on the same thread.
     Autocommit mode (``isolation_level=None``): every transaction is an
-    explicit ``BEGIN IMMEDIATE`` … ``COMMIT`` of the writer.
+    explicit ``BEGIN IMMEDIATE`` … ``COMMIT`` of the writer. ``wal_max_bytes``
+    bounds the WAL file: SQLite checkpoints once it holds that much and
+    truncates it to that size after a checkpoint.
     """
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -183,7 +185,7 @@ def open_writer(path: str) -> sqlite3.Connection:
     except sqlite3.Error as error:
         raise StoreUnavailable(f"cannot open the state store {path}: {error}") from error
     try:
-        _configure_writer(conn)
+        _configure_writer(conn, wal_max_bytes)
         migrate(conn, path)
     except sqlite3.Error as error:
         conn.close()
@@ -194,7 +196,7 @@ def open_writer(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _configure_writer(conn: sqlite3.Connection) -> None:
+def _configure_writer(conn: sqlite3.Connection, wal_max_bytes: int) -> None:
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     # Only effective before the first table exists: a new file gets incremental
     # auto-vacuum, so retention can hand freed pages back to the file system.
@@ -204,7 +206,10 @@ def _configure_writer(conn: sqlite3.Connection) -> None:
     if str(mode).lower() != "wal":
         raise StoreUnavailable(f"the state store needs WAL mode, SQLite gave {mode!r}")
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
+    conn.execute(f"PRAGMA journal_size_limit = {int(wal_max_bytes)}")
+    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    pages = min(1000, max(100, int(wal_max_bytes) // page_size))  # SQLite's default: 1000
+    conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
     conn.execute("PRAGMA temp_store = MEMORY")
 
 

@@ -20,8 +20,10 @@ writes what is still queued under a shielded scope bounded by
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,8 +50,9 @@ from agentvisor.store.records import (
     Metric,
     StoreStatistics,
 )
+from agentvisor.store.sampling import LogSampler
 from agentvisor.store.schema import StoreUnavailable, open_writer
-from agentvisor.supervise.logs import LogLine
+from agentvisor.supervise.logs import LogChunk, LogLine
 
 log = logging.getLogger("agentvisor.store")
 T = TypeVar("T")
@@ -64,15 +67,30 @@ CLOSE_TIMEOUT = 5.0
 BUS_CAPACITY = 4096
 #: A failed write is logged at most this often (a full disk fails every batch).
 ERROR_LOG_INTERVAL = 60.0
+#: ``[supervisor] store_max_mb``'s default: the size state.db (and its WAL) stays under.
+DEFAULT_MAX_FILE_BYTES = 512 * 1024 * 1024
+#: Share of the file cap the pages in use may fill; the rest is room for the WAL, for the
+#: pages a full-text merge writes before it frees the old ones, and for the free list.
+USED_SHARE = 0.7
+#: Share of the file cap the WAL may take (at least ``MIN_WAL_BYTES``).
+WAL_SHARE = 0.1
+MIN_WAL_BYTES = 512 * 1024
+#: ``[supervisor] store_log_lines_per_second``'s default, per service; bursts of ten seconds' worth.
+DEFAULT_LOG_LINES_PER_SECOND = 1000.0
+LOG_BURST_SECONDS = 10.0
 
 
 class StateStore(StoreReader):
     """The state store of one agentvisor: ``run`` it in the root nursery, then record and query.
 
-    ``path`` is ``{state_dir}/state.db``. ``retention_days`` comes from
-    ``[supervisor]``; the other bounds have defaults that suit one host
-    (retention.py says how they keep the file bounded). ``clock`` gives wall
-    time (seconds since the epoch): the default time of records, the "now" of
+    ``path`` is ``{state_dir}/state.db``. ``retention_days``,
+    ``max_file_bytes`` (``store_max_mb``) and ``log_lines_per_second``
+    (``store_log_lines_per_second``) come from ``[supervisor]``; the other
+    bounds have defaults that suit one host (retention.py says how they keep
+    the file bounded). ``max_file_bytes`` bounds state.db plus its WAL: the
+    pages in use are kept under ``USED_SHARE`` of it (``max_db_bytes``, when
+    not given) and the WAL under ``WAL_SHARE``. ``clock`` gives wall time
+    (seconds since the epoch): the default time of records, the "now" of
     retention and charts. Tests pass their own.
     """
 
@@ -82,7 +100,9 @@ class StateStore(StoreReader):
         *,
         retention_days: float,
         max_log_rows: int = retention.DEFAULT_MAX_ROWS["logs"],
-        max_db_bytes: int = retention.DEFAULT_MAX_DB_BYTES,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        max_db_bytes: int | None = None,
+        log_lines_per_second: float = DEFAULT_LOG_LINES_PER_SECOND,
         max_rows: Mapping[str, int] | None = None,
         raw_metrics_seconds: float = retention.DEFAULT_RAW_METRICS_SECONDS,
         max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
@@ -93,8 +113,12 @@ class StateStore(StoreReader):
         self.policy = retention.Policy(
             retention_days=retention_days,
             max_rows={**retention.DEFAULT_MAX_ROWS, **(max_rows or {}), "logs": max_log_rows},
-            max_db_bytes=max_db_bytes,
+            max_db_bytes=int(max_file_bytes * USED_SHARE) if max_db_bytes is None else max_db_bytes,
             raw_metrics_seconds=raw_metrics_seconds,
+        )
+        self.wal_max_bytes = max(MIN_WAL_BYTES, int(max_file_bytes * WAL_SHARE))
+        self._sampler = LogSampler(
+            log_lines_per_second, max(1.0, log_lines_per_second * LOG_BURST_SECONDS)
         )
         self._backlog = Backlog(max_queued_bytes, max_queued_items)
         self._write_limiter = trio.CapacityLimiter(1)
@@ -104,14 +128,23 @@ class StateStore(StoreReader):
         self._last_error_logged = -ERROR_LOG_INTERVAL
         self._next_retention = 0.0
         self._stats = dict.fromkeys(
-            ("written", "failed", "batches", "retention_runs", "db_bytes"), 0
+            (
+                "written",
+                "log_lines",
+                "failed",
+                "batches",
+                "retention_runs",
+                "db_bytes",
+                "file_bytes",
+            ),
+            0,
         )
 
     # -- the writer task -------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Open the database, report ready, write until cancelled, then flush and close."""
-        self._conn = await self._in_writer(open_writer, self.path)
+        self._conn = await self._in_writer(open_writer, self.path, wal_max_bytes=self.wal_max_bytes)
         try:
             self._next_retention = trio.current_time()  # a first step right away
             task_status.started()
@@ -166,6 +199,9 @@ class StateStore(StoreReader):
             self._log_error("writing %d rows to the state store failed: %s", rows, error)
             return
         self._stats["written"] += rows
+        self._stats["log_lines"] += sum(
+            len(item.lines) for item in items if isinstance(item, LogBatch)
+        )
         self._stats["batches"] += 1
         if any(step_now):  # far over the log cap, or the file over its size
             self._next_retention = trio.current_time()
@@ -179,6 +215,7 @@ class StateStore(StoreReader):
             self._log_error("state store retention failed: %s", error)
             return False
         self._stats["db_bytes"] = result.db_bytes
+        self._stats["file_bytes"] = await trio.to_thread.run_sync(_file_bytes, self.path)
         if not result.more:
             self._stats["retention_runs"] += 1
         return result.more
@@ -211,8 +248,21 @@ class StateStore(StoreReader):
         return self._backlog.put(item)
 
     def record_log_lines(self, lines: Sequence[LogLine]) -> bool:
-        """Queue a batch of worker lines (one ``LogBook.append``); False if they were dropped."""
-        return bool(lines) and self._offer(LogBatch(tuple(lines)))
+        """Queue a batch of worker lines (one ``LogBook.append``); False if none were kept.
+
+        Under a flood only the newest lines within the service's rate go in
+        (sampling.py); the others are counted in ``statistics().log_sampled_out``.
+        """
+        if not lines:
+            return False
+        if not isinstance(lines, LogChunk):
+            lines = tuple(lines)
+        kept = self._sampler.admit(lines[0].service, len(lines), trio.current_time())
+        if kept < len(lines):
+            if not kept:
+                return False
+            lines = lines.suffix(kept) if isinstance(lines, LogChunk) else lines[-kept:]
+        return self._offer(LogBatch(lines))
 
     def record_event(
         self,
@@ -317,11 +367,23 @@ class StateStore(StoreReader):
             queued_bytes=self._backlog.bytes,
             peak_queued_bytes=self._backlog.peak_bytes,
             written=stats["written"],
+            log_lines_written=stats["log_lines"],
+            log_sampled_out=self._sampler.sampled_out,
             dropped=self._backlog.dropped,
             failed=stats["failed"],
             batches=stats["batches"],
             bus_dropped=self._subscription_dropped(),
             retention_runs=stats["retention_runs"],
             db_bytes=stats["db_bytes"],
+            file_bytes=stats["file_bytes"],
             running=self._conn is not None,
         )
+
+
+def _file_bytes(path: str) -> int:
+    """The size of the database file and its WAL: what the operator sees on disk."""
+    total = 0
+    for name in (path, path + "-wal"):
+        with contextlib.suppress(FileNotFoundError):
+            total += os.path.getsize(name)
+    return total
