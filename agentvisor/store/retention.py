@@ -134,6 +134,13 @@ def after_batch(conn: sqlite3.Connection, policy: Policy, chunk: int, *, logs: b
         _tidy_log_index(conn, deleted)
         if deleted == chunk:
             return True
+        used = used_bytes(conn)
+        if used > policy.max_db_bytes:
+            # Over the size: let go of the oldest lines in proportion, so a flood cannot outrun it.
+            span = _key_span(conn, _TABLES["logs"])
+            excess = -(-span * (used - policy.max_db_bytes * 9 // 10) // used)
+            deleted = _delete_oldest(conn, _TABLES["logs"], None, min(span, max(100, excess)))
+            _tidy_log_index(conn, deleted)
     return used_bytes(conn) > policy.max_db_bytes
 
 

@@ -71,7 +71,7 @@ ERROR_LOG_INTERVAL = 60.0
 DEFAULT_MAX_FILE_BYTES = 512 * 1024 * 1024
 #: Share of the file cap the pages in use may fill; the rest is room for the WAL, for the
 #: pages a full-text merge writes before it frees the old ones, and for the free list.
-USED_SHARE = 0.7
+USED_SHARE = 0.5
 #: Share of the file cap the WAL may take (at least ``MIN_WAL_BYTES``).
 WAL_SHARE = 0.1
 MIN_WAL_BYTES = 512 * 1024
@@ -117,6 +117,8 @@ class StateStore(StoreReader):
             raw_metrics_seconds=raw_metrics_seconds,
         )
         self.wal_max_bytes = max(MIN_WAL_BYTES, int(max_file_bytes * WAL_SHARE))
+        # A batch is one transaction: a small cap needs small ones (~4 KB a line, indexed).
+        self._batch_rows = max(100, min(MAX_BATCH_ROWS, self.policy.max_db_bytes // 4000))
         self._sampler = LogSampler(
             log_lines_per_second, max(1.0, log_lines_per_second * LOG_BURST_SECONDS)
         )
@@ -167,7 +169,7 @@ class StateStore(StoreReader):
                     await self._backlog.wait()
             else:  # retention is due: write what is queued without waiting, then step
                 await trio.lowlevel.checkpoint()
-            await self._handle(self._backlog.take(MAX_BATCH_ROWS))
+            await self._handle(self._backlog.take(self._batch_rows))
             if trio.current_time() >= self._next_retention:
                 more = await self._retention_step()
                 delay = 0.0 if more else RETENTION_INTERVAL
