@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 CONFIG ?= agentvisor.toml.example
 LINTED := agentvisor tests examples $(wildcard bench)
 
-.PHONY: run test lint typecheck layers unit check bench clean
+.PHONY: run test lint typecheck layers unit check bench clean console console-test chromium
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -19,7 +19,32 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	touch $@
 
-run: $(VENV)/.installed
+# The web console: built into agentvisor/admin/static/ (gitignored) when its sources change.
+CONSOLE := web-console
+CONSOLE_BUILT := agentvisor/admin/static/index.html
+CONSOLE_SOURCES := $(shell find $(CONSOLE)/src $(CONSOLE)/public -type f 2>/dev/null) \
+  $(addprefix $(CONSOLE)/,index.html vite.config.ts tsconfig.json package.json)
+
+$(CONSOLE)/node_modules/.installed: $(CONSOLE)/package-lock.json
+	@command -v npm >/dev/null || { echo "the web console needs Node.js 20+ and npm to build"; exit 1; }
+	cd $(CONSOLE) && npm ci --no-audit --no-fund
+	touch $@
+
+$(CONSOLE_BUILT): $(CONSOLE_SOURCES) $(CONSOLE)/node_modules/.installed
+	cd $(CONSOLE) && npm run build
+
+console: $(CONSOLE_BUILT)
+
+# Headless Chromium for the console's browser tests (Debian's package; CI runs as root).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+console-test: $(VENV)/.installed $(CONSOLE_BUILT) chromium
+	cd $(CONSOLE) && npm test && npm run e2e
+
+run: $(VENV)/.installed $(CONSOLE_BUILT)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/agentvisor run -c $(CONFIG)
 
 test: $(VENV)/.installed
@@ -28,6 +53,7 @@ test: $(VENV)/.installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider
+	$(MAKE) console-test
 
 unit: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/unit -q

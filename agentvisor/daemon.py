@@ -31,6 +31,7 @@ from agentvisor.events import EventBus
 from agentvisor.pidfile import open_pidfile
 from agentvisor.router.server import Router
 from agentvisor.store.writer import StateStore
+from agentvisor.supervise.autoscaler import Autoscaler
 from agentvisor.supervise.process import OSLauncher, open_launcher
 from agentvisor.supervise.spec import state_dir
 from agentvisor.supervise.supervisor import Supervisor
@@ -51,20 +52,25 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def configure_logging(config: Config) -> None:
+def configure_logging(config: Config, log_format: LogFormat | None = None) -> None:
+    """agentvisor's own loggers at ``log_level``; every library's at WARNING or above.
+
+    ``log_format`` (``agentvisor run --log-format``) overrides ``[supervisor] log_format``.
+    """
     handler = logging.StreamHandler(sys.stderr)
-    if config.supervisor.log_format is LogFormat.JSON:
+    if (log_format or config.supervisor.log_format) is LogFormat.JSON:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
         )
+    level = logging.getLevelName(config.supervisor.log_level.value.upper())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(config.supervisor.log_level.value.upper())
-    # Hypercorn and quart log every request at info; that is noise for an operator.
-    for noisy in ("hypercorn.access", "quart.serving"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # httpx logs every request at info, Hypercorn and quart every request too:
+    # libraries speak only when something is wrong, whatever log_level says.
+    root.setLevel(max(level, logging.WARNING))
+    logging.getLogger("agentvisor").setLevel(level)
 
 
 class Daemon:
@@ -116,6 +122,8 @@ class Daemon:
         self.router = Router(self.supervisor, self.bus)
         self.router_binds = await nursery.start(self.router.run)
         self.supervisor.drain = self.router.drain
+        wire_autoscaler(self.supervisor.autoscaler, self.router)
+        self.supervisor.notify = sdnotify.notify
         deps = AdminDeps(
             supervisor=self.supervisor,
             version=__version__,
@@ -185,8 +193,7 @@ class Daemon:
 
     async def _reload(self) -> None:
         assert self.supervisor is not None
-        sdnotify.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
-        try:
+        try:  # the supervisor tells systemd (RELOADING=1, READY=1), as for API reloads
             result = await self.supervisor.reload(source="signal")
         except ConfigInvalid as error:
             log.error("reload rejected, the running config is unchanged:")
@@ -197,8 +204,17 @@ class Daemon:
         else:
             level = logging.WARNING if result.failed else logging.INFO
             log.log(level, "reloaded: %s", result.describe())
-        finally:
-            sdnotify.notify("READY=1")
+
+
+def wire_autoscaler(autoscaler: Autoscaler, router: Router) -> None:
+    """The autoscaler reads the router's load and held clients; a held client wakes it."""
+    autoscaler.load = router.load
+    autoscaler.waiting = lambda: dict(router.cold_start.waiting)
+
+    def wake() -> None:
+        autoscaler.wake.set()
+
+    router.cold_start.on_wait = wake
 
 
 def raise_open_files_limit() -> None:
@@ -218,7 +234,7 @@ async def serve(config: Config) -> None:
         await Daemon(config).run()
 
 
-def run(config_path: str) -> int:
+def run(config_path: str, log_format: LogFormat | None = None) -> int:
     """``agentvisor run``: load, validate, supervise until a signal; the exit code."""
     try:
         config = load_config(config_path)
@@ -227,7 +243,7 @@ def run(config_path: str) -> int:
             print(issue, file=sys.stderr)
         print(f"agentvisor: {config_path} is invalid; nothing started", file=sys.stderr)
         return 1
-    configure_logging(config)
+    configure_logging(config, log_format)
     raise_open_files_limit()
     failures: list[str] = []
     try:

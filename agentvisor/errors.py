@@ -43,6 +43,12 @@ class ServiceAlreadyExists(AgentvisorError):
     code = "SERVICE_ALREADY_EXISTS"
 
 
+class RuleAlreadyExists(AgentvisorError):
+    """A new ``[[routes]]`` entry takes a name another rule has."""
+
+    code = "RULE_ALREADY_EXISTS"
+
+
 class RuleNotFound(AgentvisorError):
     """No ``[[routes]]`` entry has this name."""
 

@@ -37,7 +37,8 @@ class InstanceExited:
     expected: bool  # asked for (stop, restart, scale-down, reload, shutdown) or an exit code
     uptime: float
     at: float
-    reason: str = ""  # why it went: the stop's reason, or how it died on its own
+    reason: str = ""  # the stop's reason, or how it died ("exit status 2: SyntaxError")
+    stderr_tail: tuple[str, ...] = ()  # the process's last stderr lines
     kind: str = "instance.exited"
 
 

@@ -36,10 +36,12 @@ from agentvisor.config.model import (
 )
 from agentvisor.router.rules import AgentInfo, ClientInfo
 from agentvisor.router.strategies import Candidate
+from agentvisor.supervise.autoscale import ReplicaSignals, Signals
 
 __all__ = [
     "agent_configs",
     "agent_names",
+    "autoscale_signals",
     "configs",
     "route_configs",
     "strategy_names",
@@ -116,7 +118,51 @@ def autoscale_configs(draw: st.DrawFn) -> AutoscaleConfig:
         target_sessions=draw(st.integers(1, 1000)),
         scale_up_cooldown=draw(_seconds),
         scale_down_cooldown=draw(_seconds),
+        target_turns=draw(st.none() | st.integers(1, 100)),
+        max_cpu_percent=draw(st.none() | st.floats(1, 400)),
+        decision_interval=draw(_positive_seconds),
+        stabilization=draw(_seconds),
+        cold_start_wait=draw(_seconds),
     )
+
+
+#: An autoscale section with short times, for runs of the policy on a fake clock.
+short_autoscale_configs = st.integers(1, 6).flatmap(
+    lambda high: st.builds(
+        AutoscaleConfig,
+        min=st.integers(0, high),
+        max=st.just(high),
+        target_sessions=st.integers(1, 30),
+        scale_up_cooldown=st.floats(0, 20),
+        scale_down_cooldown=st.floats(0, 60),
+        target_turns=st.none() | st.integers(1, 10),
+        max_cpu_percent=st.none() | st.floats(10, 100),
+        decision_interval=st.just(1.0),
+        stabilization=st.floats(0, 10),
+    )
+)
+
+
+@st.composite
+def replica_signals(draw: st.DrawFn, replicas: int) -> tuple[ReplicaSignals, ...]:
+    """The replicas of one round: states, sessions, turns, CPU."""
+    return tuple(
+        ReplicaSignals(
+            replica=replica,
+            state=draw(st.sampled_from(["running", "running", "starting", "backoff"])),
+            sessions=draw(st.integers(0, 200)),
+            turns=draw(st.integers(0, 20)),
+            cpu_percent=draw(st.none() | st.floats(0, 400)),
+            rss_bytes=draw(st.none() | st.integers(0, 2**34)),
+        )
+        for replica in range(replicas)
+    )
+
+
+@st.composite
+def autoscale_signals(draw: st.DrawFn, max_replicas: int = 8) -> Signals:
+    replicas = draw(replica_signals(draw(st.integers(0, max_replicas))))
+    return Signals(replicas, draw(st.integers(0, 3)))
 
 
 _commands = st.one_of(

@@ -16,6 +16,7 @@ import psutil
 import trio
 from quart_trio import QuartTrio
 
+from agentvisor.admin.console import console_blueprint
 from agentvisor.admin.errors import install_error_handlers
 from agentvisor.admin.metrics import HealthCheckRecorder, metrics_blueprint
 from agentvisor.admin.routes.connections import connections_blueprint
@@ -116,4 +117,5 @@ def create_app(deps: AdminDeps) -> QuartTrio:
     app.register_blueprint(rules_blueprint(deps), url_prefix="/api/v1")
     app.register_blueprint(connections_blueprint(deps), url_prefix="/api/v1")
     app.register_blueprint(routing_blueprint(deps), url_prefix="/api/v1")
+    app.register_blueprint(console_blueprint())  # last: "/" and the console's deep links
     return app

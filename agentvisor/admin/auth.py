@@ -1,7 +1,8 @@
 """Bearer-token authentication of the admin API.
 
-When ``[admin] token`` is set, every request but ``GET /health`` and the
-``/docs`` page (static files, no data: see ``routes/docs.py``) must carry
+When ``[admin] token`` is set, every request but ``GET /health``, the
+``/docs`` page (static files, no data: see ``routes/docs.py``) and the web
+console's pages and files (``console.py``) must carry
 ``Authorization: Bearer TOKEN``. Requests that arrive on the unix socket are
 trusted: the socket is mode 0600, so only its owner can connect. Hypercorn
 leaves ``server`` and ``client`` of the ASGI scope at ``None`` for unix
@@ -17,6 +18,7 @@ from typing import Any
 
 from quart import Quart, request
 
+from agentvisor.admin.console import is_console_path
 from agentvisor.errors import Unauthorized
 
 #: Paths anyone may call: liveness probes from load balancers and systemd, the docs page.
@@ -51,7 +53,7 @@ def install_auth(app: Quart, token: str | None) -> None:
 
     async def check_token() -> None:
         path = request.path
-        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or is_console_path(path):
             return
         if arrived_on_unix_socket(request.scope):
             return

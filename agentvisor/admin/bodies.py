@@ -267,10 +267,7 @@ def config_changes(body: Mapping[str, Any]) -> dict[str, Any]:
             "Field 'name' cannot be changed: unregister the service and register it again",
             field="name",
         )
-    changes = _agent_fields(body, allow_none=True)
-    if not changes:
-        raise InvalidRequest("The request changes nothing: give at least one setting")
-    return changes
+    return _agent_fields(body, allow_none=True)  # {} is a merge patch too: it changes nothing
 
 
 def scale_replicas(body: Mapping[str, Any], maximum: int = 1000) -> int:
@@ -372,6 +369,4 @@ def rule_changes(body: Mapping[str, Any]) -> dict[str, Any]:
     changes = _route_fields(body, allow_none=True)
     if "name" in changes and not str(changes["name"]).strip():
         raise InvalidRequest("Field 'name' must not be empty", field="name")
-    if not changes:
-        raise InvalidRequest("The request changes nothing: give at least one field")
-    return changes
+    return changes  # {} changes nothing, as a JSON merge patch

@@ -35,6 +35,7 @@ STATUS_BY_CODE: Mapping[str, int] = {
     "CONNECTION_NOT_FOUND": 404,
     "METHOD_NOT_ALLOWED": 405,
     "SERVICE_ALREADY_EXISTS": 409,
+    "RULE_ALREADY_EXISTS": 409,
     "PORT_IN_USE": 409,
     "ALREADY_RUNNING": 409,
     "CONFIG_INVALID": 422,
@@ -91,16 +92,20 @@ async def _http_error(error: HTTPException) -> tuple[Response, int]:
     status = error.code or 500
     code = _CODE_BY_STATUS.get(status, "INVALID_REQUEST" if status < 500 else "INTERNAL_ERROR")
     details: dict[str, Any] = {}
+    allowed: list[str] = []
     if status == 404:
         message = "No such endpoint; see /api/v1 in the API documentation"
     elif status == 405:
         message = "Method not allowed on this endpoint"
-        allowed = getattr(error, "valid_methods", None)
+        allowed = sorted(getattr(error, "valid_methods", None) or ())
         if allowed:
-            details["allowed"] = sorted(allowed)
+            details["allowed"] = allowed
     else:
         message = error.description or error.name
-    return failure(code, message, details, status=status)
+    response, status = failure(code, message, details, status=status)
+    if allowed:
+        response.headers["Allow"] = ", ".join(allowed)  # RFC 9110: a 405 names what is
+    return response, status
 
 
 async def _unexpected_error(error: Exception) -> tuple[Response, int]:
@@ -229,9 +234,12 @@ def query_duration(
         return default
     value = parse_duration(raw)
     if value is None or not minimum <= value <= maximum:
+        bound = f"at least {minimum:g}s"
+        if math.isfinite(maximum):
+            bound = f"from {minimum:g}s to {maximum:g}s"
         raise InvalidRequest(
             f"Query parameter '{name}' must be a duration like 30s, 5m, 1h or 7d "
-            f"(from {minimum:g}s to {maximum:g}s), got {raw!r}",
+            f"({bound}), got {raw!r}",
             parameter=name,
             value=raw,
         )

@@ -27,11 +27,14 @@ Metric names (labels in braces):
   ``agentvisor_router_connections_accepted_total``, ``agentvisor_router_bytes_total{direction}``,
   ``agentvisor_router_messages_total{direction}``,
   ``agentvisor_router_routing_failures_total``, ``agentvisor_router_refused_total{code}``,
-  ``agentvisor_router_failovers_total{outcome}``.
+  ``agentvisor_router_failovers_total{outcome}``;
+  ``direction`` is ``in`` (client to agent) or ``out`` (agent to client).
 - with a store: ``agentvisor_store_log_lines_written_total``,
   ``agentvisor_store_log_lines_sampled_out_total``, ``agentvisor_store_dropped_total``,
   ``agentvisor_store_file_bytes``.
-  ``direction`` is ``in`` (client to agent) or ``out`` (agent to client).
+- for autoscaled agents, from the last decision: ``agentvisor_autoscaler_signal{service,signal}``
+  (sessions, turns, cpu_percent, waiting_clients) and
+  ``agentvisor_autoscaler_wanted_replicas{service,signal}`` (the count each signal asks for).
 """
 
 from __future__ import annotations
@@ -186,6 +189,7 @@ class AgentvisorCollector(Collector):
         yield from self._instances(views)
         yield from self.deps.health_checks.families(view.name for view in views)
         yield from self._events()
+        yield from self._autoscaler()
         router = self.deps.router
         if router is not None:
             yield from router_families(router.statistics())
@@ -219,6 +223,32 @@ class AgentvisorCollector(Collector):
             running.add_metric([view.name], view.running)
         yield desired
         yield running
+
+    def _autoscaler(self) -> Iterator[Metric]:
+        values = GaugeMetricFamily(
+            "agentvisor_autoscaler_signal",
+            "What the autoscaler's last decision saw",
+            labels=["service", "signal"],
+        )
+        wanted = GaugeMetricFamily(
+            "agentvisor_autoscaler_wanted_replicas",
+            "Replicas each signal asked for at the autoscaler's last decision",
+            labels=["service", "signal"],
+        )
+        for name, decision in self.deps.supervisor.autoscaler.decisions().items():
+            seen: dict[str, float] = {
+                "sessions": decision.sessions,
+                "turns": decision.turns,
+                "waiting_clients": decision.waiting_clients,
+            }
+            if decision.cpu_percent is not None:
+                seen["cpu_percent"] = decision.cpu_percent
+            for signal, value in seen.items():
+                values.add_metric([name, signal], value)
+            for signal, count in decision.by_signal.items():
+                wanted.add_metric([name, signal], count)
+        yield values
+        yield wanted
 
     def _instances(self, views: list[ServiceView]) -> Iterator[Metric]:
         labels = list(INSTANCE_LABELS)

@@ -3,7 +3,8 @@
 It talks to the admin API through ``agentvisor.client``: by default over the
 admin unix socket named in the config file, else ``-s URL-or-socket`` /
 ``AGENTVISOR_URL``. Exit codes: 0 ok, 1 the operation failed, 2 usage error,
-3 cannot reach agentvisor. Errors are one line on stderr, never a traceback.
+3 cannot reach agentvisor, or (``status``) a service shown is not running.
+Errors are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ DEFAULT_STATE_DIR = ".agentvisor"
 #: Seconds each long-poll of ``tail -f`` may wait on the server for new lines.
 FOLLOW_WAIT = 25.0
 PIPED_WIDTH = 200
+#: ``status``: some service shown is not running (supervisorctl's and LSB's 3).
+EXIT_NOT_RUNNING = 3
 
 
 @attrs.frozen
@@ -126,7 +129,10 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
         ctx.console.print(render.status_view(services, time.time()))
     elif not failed:
         ctx.out("no services configured")
-    return EXIT_FAILED if failed else EXIT_OK
+    if failed:
+        return EXIT_FAILED
+    # As supervisorctl (and LSB's status action): 3 when anything shown is not running.
+    return EXIT_NOT_RUNNING if any(s["state"] != "running" for s in services) else EXIT_OK
 
 
 def cmd_operate(ctx: Context, args: argparse.Namespace) -> int:
@@ -285,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     routes = manage.add_commands(commands)
     observe.add_commands(commands)
     traffic.add_commands(commands, routes)
+    for command in commands.choices.values():
+        # ``agentvisorctl status --json`` as well as ``agentvisorctl --json status``;
+        # SUPPRESS keeps the subcommand from resetting a --json given before it.
+        command.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return parser
 
 

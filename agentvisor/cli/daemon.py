@@ -41,9 +41,10 @@ def _err(line: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from agentvisor.config.model import LogFormat
     from agentvisor.daemon import run  # the composition root; imported only to run it
 
-    return run(args.config)
+    return run(args.config, LogFormat(args.log_format) if args.log_format else None)
 
 
 def _plural(count: int, word: str) -> str:
@@ -52,9 +53,13 @@ def _plural(count: int, word: str) -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from agentvisor.config.load import load_config
+    from agentvisor.supervise.agentfiles import check_agent_files
 
     try:
         config = load_config(args.config)
+        issues = check_agent_files(config, shown_as=args.config)
+        if issues:
+            raise ConfigInvalid(issues)
     except ConfigInvalid as error:
         for issue in error.issues:
             print(str(issue))
@@ -123,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"config file (default: {DEFAULT_CONFIG})",
         )
         sub.set_defaults(handler=handler)
+        if name == "run":
+            sub.add_argument(
+                "--log-format",
+                choices=("text", "json"),
+                help="log lines as text or one JSON object each (default: [supervisor] log_format)",
+            )
     text = "serve one agent file over WebSocket (what agentvisor runs for agent = ...)"
     serve = commands.add_parser("serve", help=text, description=text)
     add_worker_arguments(serve)

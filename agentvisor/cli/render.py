@@ -215,6 +215,28 @@ def _config_table(config: Mapping[str, Any]) -> Table:
     return table
 
 
+def _last_exits(instances: list[Mapping[str, Any]]) -> list[RenderableType]:
+    """How each replica's last process ended and its last stderr lines (the cause of a fatal)."""
+    parts: list[RenderableType] = []
+    for instance in instances:
+        reason, tail = instance.get("exit_reason") or "", instance.get("stderr_tail") or []
+        if not reason:
+            continue
+        parts.append(Text())
+        parts.append(Text(f"replica {instance.get('replica')} last exit: {reason}", style="bold"))
+        parts.extend(Text(f"  {line}") for line in tail)
+    return parts
+
+
+def _autoscale_summary(policy: Mapping[str, Any]) -> str:
+    """``1..3 replicas, desired 2; last change: …``: the bounds, the count and why."""
+    text = f"{policy.get('min')}..{policy.get('max')} replicas, desired {policy.get('desired')}"
+    for key, label in (("last_change", "last change"), ("last_decision", "last decision")):
+        if policy.get(key):
+            return f"{text}; {label}: {policy[key].get('reason', '')}"
+    return text
+
+
 def service_detail(service: Mapping[str, Any], now: float) -> RenderableType:
     """``agentvisorctl show NAME``: summary, instances, config."""
     header = Text()
@@ -238,6 +260,9 @@ def service_detail(service: Mapping[str, Any], now: float) -> RenderableType:
         ("memory", humanize_bytes(stats.get("memory_bytes"))),
         ("health", str(service.get("health", "unknown"))),
     ]
+    autoscale = service.get("autoscale")
+    if autoscale:
+        rows.append(("autoscale", _autoscale_summary(autoscale)))
     note = trouble_note(service, now)
     if note:
         rows.append(("note", note))
@@ -245,6 +270,7 @@ def service_detail(service: Mapping[str, Any], now: float) -> RenderableType:
         summary.add_row(key, str(value))
     parts: list[RenderableType] = [header, summary, Text()]
     parts.append(_instances_table(service.get("instances", []), now))
+    parts.extend(_last_exits(service.get("instances", [])))
     if service.get("config"):
         parts.extend([Text(), _config_table(service["config"])])
     return Group(*parts)

@@ -45,6 +45,7 @@ from agentvisor.errors import (
     ConfigInvalid,
     ConfigIssue,
     InvalidRequest,
+    RuleAlreadyExists,
     RuleNotFound,
     ServiceAlreadyExists,
     ServiceNotFound,
@@ -106,7 +107,7 @@ def add_route(text: str, settings: Mapping[str, Any]) -> str:
     if not isinstance(name, str) or not name:
         raise InvalidRequest("A routing rule needs a name (a non-empty string)")
     if _route_index(text, name) is not None:
-        raise InvalidRequest(f"Routing rule '{name}' already exists", rule=name)
+        raise RuleAlreadyExists(f"Routing rule '{name}' already exists", rule=name)
     settings = {"name": name, **settings}
     layout = scan_layout(text)
     routes = layout.values.get(("routes",))

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 from attrs import field, frozen
-from attrs.validators import ge, gt, instance_of, le
+from attrs.validators import ge, gt, instance_of, le, optional
 
 
 class AutoRestart(enum.StrEnum):
@@ -160,6 +160,15 @@ class AutoscaleConfig:
     target_sessions: int = field(default=20, validator=ge(1))
     scale_up_cooldown: float = field(default=15.0, validator=_non_negative)
     scale_down_cooldown: float = field(default=120.0, validator=_non_negative)
+    #: Optional signals: turns in flight per replica, mean CPU percent per replica.
+    target_turns: int | None = field(default=None, validator=optional(ge(1)))
+    max_cpu_percent: float | None = field(default=None, validator=optional(gt(0.0)))
+    #: Seconds between decisions, and how long a new count must hold before it is acted on.
+    decision_interval: float = field(default=1.0, validator=gt(0.0))
+    stabilization: float = field(default=5.0, validator=_non_negative)
+    #: With no replica running (min = 0), how long the router holds a client's handshake
+    #: while one starts; then 503.
+    cold_start_wait: float = field(default=30.0, validator=_non_negative)
 
 
 @frozen

@@ -122,16 +122,24 @@ def _from_client(
     conn: Connection, buf: bytes, records: list[Record]
 ) -> tuple[bytes, Record | None]:
     pieces: list[bytes] = []
+    swaps: list[tuple[int, int, bytes]] = []  # frames sent in another form: (start, end, frame)
     for record in records:
         kind = record[0]
         if kind == RAW:
-            pieces.append(buf[record[1] : record[2]])
+            if swaps:
+                _with_swaps(pieces, buf, record[1], record[2], swaps)
+            else:
+                pieces.append(buf[record[1] : record[2]])
         elif kind == MESSAGE:
             opcode, payload = record[1], record[2]
             if conn.plan.wrap:
                 pieces.append(wrap_message(conn, opcode, payload))
             if opcode == OP_TEXT and b"user.message" in payload:
-                conn.tracker.client_message(payload)
+                plan = conn.plan
+                can_rewrite = plan.agent_protocol and not plan.wrap and record[3] >= 0
+                sent = conn.tracker.client_message(payload, can_rewrite=can_rewrite)
+                if sent is not None and sent is not payload:  # a message_id was assigned
+                    swaps.append((record[3], record[4], conn.client_frame(sent)))
         elif record[1] == OP_CLOSE:
             return b"".join(pieces), (*record, buf[record[3] : record[4]])
         elif record[1] == OP_PONG and record[2] == KEEPALIVE_PAYLOAD:
@@ -139,6 +147,19 @@ def _from_client(
         else:
             pieces.append(buf[record[3] : record[4]])
     return b"".join(pieces), None
+
+
+def _with_swaps(
+    pieces: list[bytes], buf: bytes, start: int, end: int, swaps: list[tuple[int, int, bytes]]
+) -> None:
+    """``buf[start:end]`` with the frames in ``swaps`` (inside that range) replaced."""
+    pos = start
+    while swaps and swaps[0][0] < end:
+        frame_start, frame_end, frame = swaps.pop(0)
+        pieces.append(buf[pos:frame_start])
+        pieces.append(frame)
+        pos = frame_end
+    pieces.append(buf[pos:end])
 
 
 def wrap_message(conn: Connection, opcode: int, payload: bytes) -> bytes:

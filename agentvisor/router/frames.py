@@ -41,7 +41,9 @@ _KNOWN_OPCODES: Final = frozenset((0x0, 0x1, 0x2, 0x8, 0x9, 0xA))
 #: Record kinds returned by :meth:`FrameScanner.feed`.
 RAW: Final = 0  # (RAW, start, end): forward buffer[start:end] as it is
 CONTROL: Final = 1  # (CONTROL, opcode, payload, start, end): a whole control frame
-MESSAGE: Final = 2  # (MESSAGE, opcode, payload): a complete message a needle matched
+#: (MESSAGE, opcode, payload, start, end): a complete message a needle matched; start and end
+#: delimit it in the buffer when it is one frame (it is also inside a RAW range), else -1.
+MESSAGE: Final = 2
 
 #: Frames up to this size are held until complete; larger ones stream through.
 HOLD_LIMIT: Final = 64 * 1024
@@ -303,7 +305,7 @@ class FrameScanner:
                 payload = buf[pos + header : end]
                 if masked:
                     payload = unmask(payload, buf[pos + header - 4 : pos + header])
-                self._end_data_frame(fin, payload, records)
+                self._end_data_frame(fin, payload, records, (pos, end))
             else:
                 self._end_data_frame(fin, None, records)
             pos = end
@@ -313,11 +315,21 @@ class FrameScanner:
             self._held = buf[pos:]
         return buf, records
 
-    def _end_data_frame(self, fin: bool, payload: bytes | None, records: list[Record]) -> None:
-        """Account for a complete data frame; report its message when it ends and is wanted."""
+    def _end_data_frame(
+        self,
+        fin: bool,
+        payload: bytes | None,
+        records: list[Record],
+        span: tuple[int, int] = (-1, -1),
+    ) -> None:
+        """Account for a complete data frame; report its message when it ends and is wanted.
+
+        ``span``: the frame's range in the buffer, reported with a message that is that
+        one frame (so the relay may put another frame in its place); (-1, -1) otherwise.
+        """
         if payload is not None:
             if not self._message_open and fin:
-                self._report(payload, records)
+                self._report(payload, records, span)
             else:
                 if self._parts is None and not self._message_open:
                     self._parts, self._parts_size = [], 0
@@ -338,11 +350,13 @@ class FrameScanner:
         else:
             self._message_open = True
 
-    def _report(self, payload: bytes, records: list[Record]) -> None:
+    def _report(
+        self, payload: bytes, records: list[Record], span: tuple[int, int] = (-1, -1)
+    ) -> None:
         needles = self.needles
         if (
             self.whole_messages
             or (len(needles) == 1 and needles[0] in payload)
             or (len(needles) > 1 and any(needle in payload for needle in needles))
         ):
-            records.append((MESSAGE, self._message_opcode, payload))
+            records.append((MESSAGE, self._message_opcode, payload, *span))

@@ -175,6 +175,21 @@ class RouterLifecycle:
         client = ClientInfo(ip, path, dict(headers or {}), dict(query or {}))
         return self.routing.dry_run(client, self.draining)
 
+    def load(self) -> dict[str, tuple[int, int]]:
+        """Sessions and turns in flight per instance, from the live connections (for the
+        autoscaler). A connection counts as one session until it names more."""
+        load: dict[str, tuple[int, int]] = {}
+        for connection in self.connections.values():
+            instance_id = connection.instance_id
+            if not instance_id:
+                continue
+            sessions, turns = load.get(instance_id, (0, 0))
+            load[instance_id] = (
+                sessions + max(1, len(connection.sessions)),
+                turns + connection.turns_in_flight,
+            )
+        return load
+
     def statistics(self) -> RouterStatistics:
         return RouterStatistics(
             binds=tuple(self.binds),

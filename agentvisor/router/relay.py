@@ -17,6 +17,7 @@ direction. A slow client stalls only its own worker connection.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -85,7 +86,7 @@ class Connection:
             whole_messages=plan.wrap,
         )
         self.client_initial = initial
-        self.tracker = SessionTracker()
+        self.tracker = SessionTracker(id_prefix=f"r{os.urandom(6).hex()}")
         self.upstream: Upstream | None = None
         self.up_ready = False
         self.ready_event = trio.Event()
@@ -398,11 +399,6 @@ class Connection:
             table.forget_session(learned.closed)
         if learned.turn_ended or learned.closed is not None:
             self.notify_changed()
-
-    def observe_client(self, payload: bytes) -> None:
-        if self.plan.wrap or b"user.message" not in payload:
-            return
-        self.tracker.client_message(payload)
 
     # -- the worker → client direction ---------------------------------------------
 

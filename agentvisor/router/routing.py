@@ -49,6 +49,10 @@ class Plan:
     wrap: bool
     client: ClientInfo
     request: UpgradeRequest
+    #: Every agent of the plan is an ``agent =`` worker (PROTOCOL.md): the router may add
+    #: a ``message_id`` to its ``user.message`` frames. Other frames reach a command worker
+    #: as the client sent them.
+    agent_protocol: bool = False
 
     @property
     def route_label(self) -> str:
@@ -98,6 +102,10 @@ class Routing:
         if rule is None:
             return False
         return any(route.name == rule and route.wrap_messages for route in self.config.routes)
+
+    def speaks_agent_protocol(self, agents: Iterable[str]) -> bool:
+        configured = self.config.agents
+        return all(name in configured and configured[name].agent is not None for name in agents)
 
     def candidates(self, agents: Iterable[str], draining: Collection[str]) -> list[Candidate]:
         """Every instance of ``agents`` with its load; the strategies filter eligibility."""

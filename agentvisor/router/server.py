@@ -34,6 +34,7 @@ from collections import Counter
 import trio
 
 from agentvisor.config.model import Config
+from agentvisor.errors import AgentvisorError
 from agentvisor.events import ConnectionOpened, ConnectionRefused, EventBus
 from agentvisor.router import notices
 from agentvisor.router.channels import (
@@ -43,6 +44,7 @@ from agentvisor.router.channels import (
     StreamChannel,
     configure_socket,
 )
+from agentvisor.router.coldstart import ColdStart
 from agentvisor.router.engine import RelayEngine
 from agentvisor.router.frames import CLOSE_POLICY, CLOSE_TRY_AGAIN
 from agentvisor.router.handshake import (
@@ -77,7 +79,22 @@ def parse_bind(bind: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class RouterBindError(AgentvisorError):
+    """A ``[router] bind`` cannot be listened on (in use, not an address of this host)."""
+
+    code = "ROUTER_BIND_FAILED"
+
+
 def open_listener(bind: str) -> socket.socket:
+    """A listening socket on ``bind``; a failure names the bind and why, in one line."""
+    try:
+        return _listen(bind)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise RouterBindError(f"cannot listen on router bind {bind!r}: {reason}") from None
+
+
+def _listen(bind: str) -> socket.socket:
     host, port = parse_bind(bind)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -136,6 +153,7 @@ class Router(RouterLifecycle):
         self.messages_in = 0
         self.messages_out = 0
         self.engine = RelayEngine()
+        self.cold_start = ColdStart(self.routing, bus, self.draining)
         self._listeners: list[socket.socket] = []
         self._accepting: trio.CancelScope | None = None
 
@@ -306,7 +324,11 @@ class Router(RouterLifecycle):
             self.routing.wraps(decision.rule),
             client,
             request,
+            self.routing.speaks_agent_protocol(decision.agents),
         )
+        not_started = await self.cold_start.wait(plan.agents)
+        if not_started is not None:
+            raise HandshakeError(503, not_started)
         connection_id = str(uuid.uuid4())
         with trio.move_on_after(config.handshake_timeout):
             opened = await self._open_first(plan, connection_id, ip)

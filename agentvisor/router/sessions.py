@@ -24,6 +24,8 @@ from typing import Any, Final
 
 from attrs import define, frozen
 
+from agentvisor.worker.protocol import UserMessage, parse_frame
+
 TURN_ENDS: Final = frozenset({"agent.final_answer", "agent.cancelled", "agent.error"})
 SESSION_STARTS: Final = frozenset({"agent.session_created", "agent.session_resumed"})
 #: Sessions remembered per connection (the most recent); older ones are not resumed.
@@ -68,7 +70,9 @@ def _decode(payload: bytes) -> dict[str, Any] | None:
 
 
 class SessionTracker:
-    def __init__(self) -> None:
+    def __init__(self, id_prefix: str = "r") -> None:
+        self.id_prefix = id_prefix  # of the message ids the router assigns (unique per connection)
+        self.assigned = 0
         self.sessions: dict[str, int | None] = {}  # session id → last seq relayed
         self.turns: dict[str, int] = {}  # session id → user messages without an end yet
         self.anonymous_turns = 0  # user messages without a session id (one is created)
@@ -83,14 +87,33 @@ class SessionTracker:
     def turns_in_flight(self) -> int:
         return sum(self.turns.values()) + self.anonymous_turns
 
-    def client_message(self, payload: bytes) -> bool:
-        """A client text message containing ``user.message``; True when a turn began."""
-        event = _decode(payload)
-        if event is None or event.get("event") != "user.message":
-            return False
-        session_id = event.get("session_id")
-        if not isinstance(session_id, str) or not session_id:
-            session_id = None
+    def client_message(self, payload: bytes, *, can_rewrite: bool = False) -> bytes | None:
+        """A client text message containing ``user.message``: counts the turn it begins.
+
+        It is parsed and validated by the worker's own parser (``parse_frame``), so a
+        frame the worker answers with ``INVALID_MESSAGE`` (NaN, a wrong type...) is no
+        turn here either. A message without a ``message_id`` gets one when
+        ``can_rewrite`` (the relay then sends the payload returned in its place), so the
+        worker can tell a copy sent again after a failover from a new message.
+        """
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        request = parse_frame(text, max_message_bytes=len(payload) + 1)
+        if not isinstance(request, UserMessage):
+            return None
+        session_id = request.session_id or None
+        rewritten: bytes | None = None
+        if request.message_id is None and can_rewrite:
+            event = json.loads(text)
+            self.assigned += 1
+            event["message_id"] = f"{self.id_prefix}-{self.assigned}"
+            rewritten = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+            payload = rewritten
+            message_id: object = event["message_id"]
+        else:
+            message_id = request.message_id
         self._count_turn(session_id)
         self.recorded += 1
         if len(self.kept) < MAX_KEPT_ENTRIES:
@@ -99,9 +122,8 @@ class SessionTracker:
             fits = fits and self.kept_bytes + len(payload) <= KEPT_BYTES_LIMIT
             kept = payload if fits else None
             self.kept_bytes += len(payload) if fits else 0
-            message_id = event.get("message_id")
             self.kept.append(Kept(self.recorded, session_id, message_id, kept))
-        return True
+        return rewritten if rewritten is not None else payload
 
     def _count_turn(self, session_id: str | None) -> None:
         if session_id is not None:
@@ -169,7 +191,13 @@ class SessionTracker:
                 self.kept_bytes -= len(kept.payload or b"")
             return Learned(closed=session_id, turn_ended=ended)
         if name in TURN_ENDS:
-            if name == "agent.error" and session_id in self.resume_pending:
+            # A resume that failed names no message; a turn's error (WORKER_LOST, ...) does.
+            if (
+                name == "agent.error"
+                and session_id is not None
+                and session_id in self.resume_pending
+                and event.get("message_id") is None
+            ):
                 self.resume_pending.discard(session_id)  # the resume failed; no turn ended
                 self.resume_failed.add(session_id)
                 return NOTHING

@@ -60,14 +60,14 @@ def rows_for_event(event: Event) -> list[WriteItem]:
                     replica=event.replica,
                     source="process",
                     outcome=how,
-                    message=f"pid {event.pid} exited with {event.returncode} ({how}"
-                    + (f": {event.reason}" if event.reason else "")
-                    + f") after {event.uptime:.1f}s",
+                    message=f"pid {event.pid} exited with {event.returncode} ({how}) "
+                    f"after {event.uptime:.1f}s" + (f": {event.reason}" if event.reason else ""),
                     details={
                         "pid": event.pid,
                         "returncode": event.returncode,
                         "uptime": event.uptime,
                         "reason": event.reason,
+                        "stderr_tail": list(event.stderr_tail),
                     },
                 )
             ]

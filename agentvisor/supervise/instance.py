@@ -14,9 +14,11 @@ import random
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 import trio
 
 from agentvisor.config.model import HealthConfig, HealthMode
@@ -64,6 +66,23 @@ COMPLAINT_INTERVAL = 60.0
 FIRST_CHECK_DELAY = 0.05
 #: How long output still in the pipes is read after the process exited.
 OUTPUT_DRAIN_TIMEOUT = 2.0
+STDERR_TAIL = 10  # last stderr lines of a process kept for `show`, the API and its exit event
+
+
+def exit_reason(returncode: int, stderr_tail: Sequence[str]) -> str:
+    """``exit status 1: ModuleNotFoundError: No module named 'x'`` / ``killed by SIGKILL``.
+
+    The last non-blank stderr line is where Python puts the exception that ended it.
+    """
+    if returncode < 0:
+        try:
+            how = f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"killed by signal {-returncode}"
+    else:
+        how = f"exit status {returncode}"
+    last = next((line.strip() for line in reversed(stderr_tail) if line.strip()), "")
+    return f"{how}: {last}" if last else how
 
 
 class InstanceLogs:
@@ -147,6 +166,8 @@ class Instance:
         self.sample: Sample | None = None
         self.draining = False  # takes no new clients (rolling restart, scale-down, stop)
         self.sessions = 0  # active sessions last reported by the worker
+        self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)  # of the current/last process
+        self.exit_reason = ""  # of the last process, once it exited
         self.worker_stats: dict[str, Any] | None = None  # the worker's GET /stats, agent workers
         self.last_check: CheckResult | None = None
         self.last_check_at: float | None = None
@@ -256,6 +277,8 @@ class Instance:
             cpu_percent=sample.cpu_percent if sample else None,
             memory_bytes=sample.rss_bytes if sample else None,
             sessions=self.sessions if self.worker_stats is not None else None,
+            exit_reason=self.exit_reason,
+            stderr_tail=tuple(self.stderr_tail),
         )
 
     # The loop ----------------------------------------------------------------
@@ -363,12 +386,15 @@ class Instance:
             await self._apply(SpawnFailed(error.message))
             return
         self._handle = handle
+        self.stderr_tail.clear()
+        self.exit_reason = ""
         self._nursery.start_soon(self._watch, handle, self._generation)
         await self._apply(Spawned(handle.pid))
 
     async def _watch(self, handle: ProcessHandle, generation: int) -> None:
         """Read the process's output, check its health, and report its exit."""
         spawned_at = trio.current_time()
+        exited: InstanceExited | None = None  # judged before Exited applies; stderr added last
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._pump, handle.stdout, "stdout")
@@ -382,29 +408,45 @@ class Instance:
                 if self._handle is handle:
                     self._handle = None
                     self.sample, self.worker_stats, self.sessions = None, None, 0
-                expected, reason = exit_cause(self.machine, code, self.policy)
-                self._bus.publish(
-                    InstanceExited(
-                        service=self.service,
-                        replica=self.replica,
-                        pid=handle.pid,
-                        returncode=code,
-                        expected=expected,
-                        uptime=trio.current_time() - spawned_at,
-                        at=time.time(),
-                        reason=reason,
-                    )
+                expected, why = exit_cause(self.machine, code, self.policy)
+                exited = InstanceExited(
+                    service=self.service,
+                    replica=self.replica,
+                    pid=handle.pid,
+                    returncode=code,
+                    expected=expected,
+                    uptime=trio.current_time() - spawned_at,
+                    at=time.time(),
+                    # a stop agentvisor asked for is explained by its reason
+                    reason=why if self.machine.state is ProcessState.STOPPING else "",
                 )
                 self._enqueue(generation, Exited(code))
                 # The pipes close when the last holder goes; read what is left, bounded.
                 nursery.cancel_scope.deadline = trio.current_time() + OUTPUT_DRAIN_TIMEOUT
         finally:
+            if exited is not None:
+                self._publish_exit(exited)
             handle.close()
             if self._handle is None:
                 self._logs.close()
 
+    def _publish_exit(self, exited: InstanceExited) -> None:
+        """The exit event, once stderr is read to its end: the cause is in its last lines.
+
+        A death of its own is explained by how it ended and the last stderr line.
+        """
+        tail = tuple(self.stderr_tail)
+        self.exit_reason = exit_reason(exited.returncode, tail)
+        reason = exited.reason or self.exit_reason
+        self._bus.publish(attrs.evolve(exited, reason=reason, stderr_tail=tail))
+
     async def _pump(self, stream: trio.abc.ReceiveStream, name: str) -> None:
-        await pump_lines(stream, lambda texts: self._logs.write(self.replica, name, texts))
+        def write(texts: Sequence[str]) -> None:
+            if name == "stderr":
+                self.stderr_tail.extend(texts)
+            self._logs.write(self.replica, name, texts)
+
+        await pump_lines(stream, write)
 
     async def _check_health(self, generation: int, scope: trio.CancelScope) -> None:
         delay = FIRST_CHECK_DELAY

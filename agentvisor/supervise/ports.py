@@ -31,6 +31,12 @@ def max_replicas(agent: AgentConfig) -> int:
     return max(agent.autoscale.max if agent.autoscale is not None else agent.replicas, 1)
 
 
+def slots(agent: AgentConfig) -> int:
+    """Replicas that get a port now: all up to autoscale's maximum (the autoscaler starts
+    them without a reload), else ``replicas``."""
+    return agent.autoscale.max if agent.autoscale is not None else agent.replicas
+
+
 def fixed_port(agent: AgentConfig, replica: int) -> int | None:
     return None if agent.port is None else agent.port + replica
 
@@ -81,7 +87,7 @@ class PortBook:
         reserved = fixed_ports(agents.values())
         plan: dict[Slot, int] = {}
         for name, agent in agents.items():
-            for replica in range(agent.desired_replicas):
+            for replica in range(slots(agent)):
                 port = fixed_port(agent, replica)
                 if port is None:
                     continue
@@ -97,7 +103,7 @@ class PortBook:
         for name, agent in agents.items():
             if agent.port is not None:
                 continue
-            for replica in range(agent.desired_replicas):
+            for replica in range(slots(agent)):
                 slot = (name, replica)
                 kept = self.assigned.get(slot)
                 if slot in self._allocated and kept is not None and kept not in reserved:

@@ -39,6 +39,8 @@ class InstanceView:
     cpu_percent: float | None
     memory_bytes: int | None
     sessions: int | None = None  # active sessions the worker reports (agent workers only)
+    exit_reason: str = ""  # of the last process: "exit status 1: ModuleNotFoundError: ..."
+    stderr_tail: tuple[str, ...] = ()  # last stderr lines of the current or last process
 
 
 @frozen

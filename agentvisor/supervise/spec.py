@@ -4,11 +4,19 @@ A ``command =`` worker runs its own program with ``{port}``, ``{host}``,
 ``{name}`` and ``{replica}`` substituted in each argument. An ``agent =``
 worker runs agentvisor's worker runtime (``python -m agentvisor.worker``) on
 the agent file, with the agent's session settings as arguments.
+
+A command whose program is ``python`` or ``python3`` runs on agentvisor's own
+interpreter (``sys.executable``), not on whatever
+``PATH`` finds first: the example's ``python3 examples/ws_echo_server.py``
+then has the libraries agentvisor was installed with, under a plain shell and
+under systemd alike. A path (``/usr/bin/python3``) or a versioned name (``python3.12``) is
+left as written.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from collections.abc import Mapping
@@ -31,10 +39,47 @@ def session_store_path(config: Config, name: str) -> str:
     return os.path.join(state_dir(config), "sessions", f"{name}.sqlite3")
 
 
+_BARE_PYTHON = re.compile(r"python3?")
+
+
+def _program(word: str) -> str:
+    """``python`` / ``python3`` as a bare program name means agentvisor's interpreter."""
+    return sys.executable if _BARE_PYTHON.fullmatch(word) else word
+
+
 def _substitute(arg: str, values: Mapping[str, str]) -> str:
     for key, value in values.items():
         arg = arg.replace("{" + key + "}", value)
     return arg
+
+
+#: agentvisor's own, never a worker's: systemd's notify socket and watchdog (a worker
+#: that used them would speak for agentvisor: a READY=1 or a watchdog ping on its
+#: behalf), socket activation, and the admin API's token.
+PRIVATE_VARIABLES = frozenset(
+    {
+        "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "LISTEN_FDNAMES",
+        "AGENTVISOR_TOKEN",
+    }
+)
+
+
+def worker_environment(base_env: Mapping[str, str], admin_token: str | None) -> dict[str, str]:
+    """What a worker inherits: agentvisor's environment without what is agentvisor's own.
+
+    A variable holding the admin token under another name (``token = "${MY_TOKEN}"``)
+    is left out too. An agent's ``environment`` may still set any of them on purpose.
+    """
+    return {
+        key: value
+        for key, value in base_env.items()
+        if key not in PRIVATE_VARIABLES and not (admin_token and value == admin_token)
+    }
 
 
 def launch_spec(
@@ -46,7 +91,7 @@ def launch_spec(
     base_env: Mapping[str, str],
 ) -> LaunchSpec:
     values = {"port": str(port), "host": agent.host, "name": name, "replica": str(replica)}
-    env = dict(base_env)
+    env = worker_environment(base_env, config.admin.token)
     env.update(
         AGENTVISOR_SERVICE=name,
         AGENTVISOR_REPLICA=str(replica),
@@ -84,6 +129,8 @@ def launch_spec(
         assert agent.command is not None  # validation guarantees exactly one
         words = shlex.split(agent.command) if isinstance(agent.command, str) else agent.command
         argv = tuple(_substitute(word, values) for word in words)
+        if argv:
+            argv = (_program(argv[0]), *argv[1:])
     env.update({key: _substitute(value, values) for key, value in agent.environment.items()})
     directory = agent.directory if agent.directory is not None else "."
     return LaunchSpec(

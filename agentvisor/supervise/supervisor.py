@@ -16,7 +16,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -25,8 +25,10 @@ import trio
 from agentvisor.config.diff import ReloadPlan, plan_reload
 from agentvisor.config.load import load_config
 from agentvisor.config.model import AgentConfig, Config
-from agentvisor.errors import AgentvisorError, ServiceNotFound
+from agentvisor.errors import AgentvisorError, ConfigInvalid, ServiceNotFound
 from agentvisor.events import ConfigReloaded, EventBus, OperatorAction
+from agentvisor.supervise.agentfiles import check_agent_files
+from agentvisor.supervise.autoscaler import Autoscaler
 from agentvisor.supervise.instance import Instance, InstanceGone, InstanceLogs, LineSink
 from agentvisor.supervise.logs import LogBook, RotatingLogFile
 from agentvisor.supervise.machine import Machine, Restart, Start, Stop
@@ -101,6 +103,17 @@ class ReloadResult:
         return "; ".join(parts) if parts else "no change"
 
 
+def _load_checked(path: str, running: Config) -> Config:
+    """The config file loaded, validated, and the agent files of the agents it adds or
+    changes load-checked (blocking): an unchanged agent is not restarted by the reload."""
+    config = load_config(path)
+    changed = [name for name, agent in config.agents.items() if running.agents.get(name) != agent]
+    issues = check_agent_files(config, shown_as=path, only=changed)
+    if issues:
+        raise ConfigInvalid(issues)
+    return config
+
+
 def _at_rest(m: Machine) -> bool:
     return m.state in (S.STOPPED, S.EXITED, S.FATAL)
 
@@ -149,10 +162,20 @@ class Service:
         self.logbook = LogBook(name)
         self.waiting_for = ""
         self.operation: trio.CancelScope | None = None
+        self.autoscaled: int | None = None  # the autoscaler's count (within min..max)
+        self.retiring: set[int] = set()  # replicas scaled away, still draining or stopping
+
+    @property
+    def desired(self) -> int:
+        """Replicas to run: the autoscaler's count when autoscaled, else the config's."""
+        bounds = self.config.autoscale
+        if bounds is None or self.autoscaled is None:
+            return self.config.desired_replicas
+        return max(bounds.min, min(bounds.max, self.autoscaled))
 
     def view(self) -> ServiceView:
         instances = tuple(instance.view() for instance in self.instances)
-        desired = self.config.desired_replicas
+        desired = self.desired
         state = aggregate_state([i.state for i in instances], desired)
         if self.waiting_for and state == "stopped":
             state = "waiting"
@@ -196,7 +219,11 @@ class Supervisor:
         #: The router's drain (set by the daemon; supervise may not import the router):
         #: move an instance's clients elsewhere once their turns end.
         self.drain: Drain | None = None
+        #: systemd's sd_notify (set by the daemon; supervise does not talk to systemd):
+        #: every reload, by signal or through the API, is told as RELOADING=1 … READY=1.
+        self.notify: Callable[..., object] | None = None
         self._monitor = Monitor(self._watched, self._memory_restart, bus.publish)
+        self.autoscaler = Autoscaler(self)
 
     # Queries -----------------------------------------------------------------
 
@@ -211,6 +238,10 @@ class Supervisor:
 
     def instances(self, name: str) -> list[Instance]:
         return list(self._get(name).instances)
+
+    def services_by_name(self) -> dict[str, Service]:
+        """The services themselves (for the autoscaler, which lives beside the supervisor)."""
+        return dict(self._services)
 
     def endpoints(self) -> list[Endpoint]:
         """Every instance with a port, for the router (routable or not: it filters)."""
@@ -257,6 +288,7 @@ class Supervisor:
                 if service.config.autostart:
                     self._begin(service, self._start_op(service, "autostart"))
             nursery.start_soon(self._monitor.run, lambda: self.config.supervisor.sample_interval)
+            nursery.start_soon(self.autoscaler.run)
             task_status.started()
 
     async def shutdown(self) -> None:
@@ -438,10 +470,30 @@ class Supervisor:
     async def _reload(self, source: str, new: Config | None = None) -> ReloadResult:
         if self._closing:
             raise ShuttingDown("agentvisor is shutting down")
+        self._tell_systemd(
+            "RELOADING=1",
+            f"MONOTONIC_USEC={time.monotonic_ns() // 1000}",
+            f"STATUS=reloading the config (requested by {source})",
+        )
+        status = "reload rejected: still running the previous config"
+        try:
+            result = await self._reload_now(source, new)
+            status = f"supervising {len(self.config.agents)} agents; reload: {result.describe()}"
+            return result
+        finally:
+            self._tell_systemd("READY=1", "STATUS=" + " ".join(status.split()))
+
+    def _tell_systemd(self, *states: str) -> None:
+        if self.notify is not None:
+            self.notify(*states)
+
+    async def _reload_now(self, source: str, new: Config | None) -> ReloadResult:
         async with self._reload_lock:
             try:
                 if new is None:
-                    new = await trio.to_thread.run_sync(load_config, self.config_path)
+                    new = await trio.to_thread.run_sync(
+                        _load_checked, self.config_path, self.config
+                    )
                 ports = self._ports.plan(new.agents)  # no ports, no change at all
             except AgentvisorError as error:
                 errors = error.details.get("errors", [error.message])
@@ -526,29 +578,56 @@ class Supervisor:
 
         return remove
 
-    def _scale(self, service: Service) -> None:
-        desired = service.config.desired_replicas
-        while len(service.instances) > desired:
-            instance, scope = service.instances.pop(), service.scopes.pop()
+    def scale_to(self, name: str, desired: int, victims: Sequence[int] = ()) -> None:
+        """The autoscaler's hook: run ``desired`` replicas, retiring ``victims`` first."""
+        if self._closing:
+            return
+        service = self._get(name)
+        service.autoscaled = desired
+        self._scale(service, victims)
+
+    def _scale(self, service: Service, victims: Sequence[int] = ()) -> None:
+        """Retire replicas beyond the desired count (``victims`` first, then the highest);
+        add missing ones on the lowest free replica numbers that have a port."""
+        desired = service.desired
+        order = sorted(
+            range(len(service.instances)),
+            key=lambda i: (service.instances[i].replica in victims, i),
+        )
+        for index in sorted(order[desired:], reverse=True):
+            instance, scope = service.instances.pop(index), service.scopes.pop(index)
             self._begin_detached(instance, scope)
         live = any(i.state in (S.STARTING, S.RUNNING, S.BACKOFF) for i in service.instances)
         start = live or (not service.instances and service.config.autostart)
-        for replica in range(len(service.instances), desired):
+        taken = {i.replica for i in service.instances} | service.retiring
+        free = (
+            replica
+            for replica in range(desired + len(taken))
+            if replica not in taken and (service.name, replica) in self._ports.assigned
+        )
+        for _, replica in zip(range(desired - len(service.instances)), free, strict=False):
             instance = self._add_instance_soon(service, replica)
             if start:
                 instance.send(Start("scaled up"))
+        pairs = sorted(zip(service.instances, service.scopes, strict=True), key=_by_replica)
+        service.instances[:] = [instance for instance, _ in pairs]
+        service.scopes[:] = [scope for _, scope in pairs]
 
     def _begin_detached(self, instance: Instance, scope: trio.CancelScope) -> None:
         """Stop an instance no longer part of its service, then end its task."""
         assert self._nursery is not None
 
+        service = self._services[instance.service]
+        service.retiring.add(instance.replica)
+
         async def retire() -> None:
             try:
-                await self._drain(self._services[instance.service], instance)
+                await self._drain(service, instance)
                 instance.send(Stop("scaled down"))
                 await instance.wait_until(_at_rest)
             finally:
                 scope.cancel()
+                service.retiring.discard(instance.replica)
 
         self._nursery.start_soon(retire)
 
@@ -633,6 +712,10 @@ class Supervisor:
     ) -> None:
         log.info("%s %s (%s): %s", action, target or "agentvisor", source, message)
         self.bus.publish(OperatorAction(action, target, source, outcome, message, time.time()))
+
+
+def _by_replica(pair: tuple[Instance, trio.CancelScope]) -> int:
+    return pair[0].replica
 
 
 def _check_up(service: Service, what: str) -> None:

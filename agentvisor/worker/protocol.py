@@ -44,12 +44,15 @@ class ErrorCode(StrEnum):
     TIMEOUT = "TIMEOUT"
     SHUTTING_DOWN = "SHUTTING_DOWN"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    WORKER_LOST = "WORKER_LOST"
+    MESSAGE_POISONED = "MESSAGE_POISONED"
 
 
 # Whether the client can go on after the error (same connection, same session
 # or a retry); SESSION_NOT_FOUND is the one that says "that session is gone".
 RECOVERABLE: Mapping[ErrorCode, bool] = MappingProxyType(
-    dict.fromkeys(ErrorCode, True) | {ErrorCode.SESSION_NOT_FOUND: False}
+    dict.fromkeys(ErrorCode, True)
+    | {ErrorCode.SESSION_NOT_FOUND: False, ErrorCode.MESSAGE_POISONED: False}
 )
 
 

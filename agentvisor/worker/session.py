@@ -21,8 +21,14 @@ from typing import Any, Protocol
 import anyio
 from attrs import define, field, frozen
 
-from agentvisor.worker.protocol import MessageId, UserMessage, encode_event, stamp
-from agentvisor.worker.store import BufferedEvent, OpenTurn, SessionDelta, StoredSession
+from agentvisor.worker.protocol import ErrorCode, MessageId, UserMessage, encode_event, stamp
+from agentvisor.worker.store import (
+    MAX_MESSAGE_IDS,
+    BufferedEvent,
+    OpenTurn,
+    SessionDelta,
+    StoredSession,
+)
 
 
 class Outbox(Protocol):
@@ -53,6 +59,7 @@ class Turn:
     scope: anyio.CancelScope = field(factory=anyio.CancelScope)
     done: anyio.Event = field(factory=anyio.Event)
     cancel_reason: str | None = None  # user | interrupt | close | shutdown
+    deaths: int = 0  # workers that died while this turn was in flight (a resumed turn)
 
     @property
     def message_id(self) -> MessageId | None:
@@ -81,6 +88,10 @@ class Session:
     turn: Turn | None = None
     queue: deque[UserMessage] | None = None
     closed: bool = False
+    message_ids: list[MessageId] = field(factory=list)  # of the user messages stored
+    interrupted: UserMessage | None = None  # restored with a turn its worker died in
+    interrupted_deaths: int = 0
+    pending_error: tuple[ErrorCode, MessageId | None] | None = None  # to report once attached
 
     @classmethod
     def new(
@@ -100,7 +111,29 @@ class Session:
         session.seq = session.committed_seq = session.delivered_seq = seq
         session.saved_seq, session.saved_history = seq, len(session.history)
         session.open_turn = stored.open_turn
+        session.message_ids = list(stored.message_ids)
         return session
+
+    def remember(self, message_id: MessageId | None) -> None:
+        """A user message is being stored: a copy of it sent again is not run again."""
+        if message_id is None or message_id in self.message_ids:
+            return
+        self.message_ids.append(message_id)
+        del self.message_ids[:-MAX_MESSAGE_IDS]
+
+    def knows(self, message_id: MessageId | None) -> bool:
+        """Whether a user message with this id was stored, is running or waiting, or is to be
+        resumed."""
+        if message_id is None:
+            return False
+        if message_id in self.message_ids:
+            return True
+        waiting = list(self.queue or ())
+        if self.turn is not None:
+            waiting.append(self.turn.message)
+        if self.interrupted is not None:
+            waiting.append(self.interrupted)
+        return any(request.message_id == message_id for request in waiting)
 
     @property
     def busy(self) -> bool:
@@ -172,6 +205,7 @@ class Session:
             new_events,
             self.open_turn,
             updated_at,
+            tuple(self.message_ids),
         )
 
     def mark_saved(self, delta: SessionDelta) -> None:

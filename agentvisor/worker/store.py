@@ -42,6 +42,11 @@ class OpenTurn:
     """A turn that started (its user message is saved) and has not finished."""
 
     message_id: MessageId | None = None
+    deaths: int = 0  # workers that died while this turn was in flight
+
+
+#: Message ids remembered per session for de-duplication (the most recent).
+MAX_MESSAGE_IDS = 1000
 
 
 @frozen
@@ -53,6 +58,7 @@ class StoredSession:
     events: Sequence[BufferedEvent]  # the last events, oldest first
     open_turn: OpenTurn | None
     updated_at: float  # wall-clock seconds of the last save
+    message_ids: Sequence[MessageId] = ()  # of the user messages stored, oldest first
 
 
 @frozen
@@ -67,6 +73,7 @@ class SessionDelta:
     new_events: Sequence[BufferedEvent]
     open_turn: OpenTurn | None
     updated_at: float
+    message_ids: Sequence[MessageId] = ()  # all remembered (not only the new ones)
 
 
 class SessionStore(Protocol):
@@ -94,6 +101,7 @@ class _MemoryRecord:
     seq: int
     open_turn: OpenTurn | None
     updated_at: float
+    message_ids: Sequence[MessageId] = ()
     history: dict[int, Message] = field(factory=dict)
     events: dict[int, str] = field(factory=dict)
 
@@ -118,6 +126,7 @@ class MemorySessionStore:
             [(seq, record.events[seq]) for seq in sorted(record.events)],
             record.open_turn,
             record.updated_at,
+            tuple(record.message_ids),
         )
 
     async def save(self, delta: SessionDelta) -> None:
@@ -129,6 +138,10 @@ class MemorySessionStore:
         record.seq = max(record.seq, delta.seq)
         record.open_turn = delta.open_turn
         record.updated_at = delta.updated_at
+        record.message_ids = tuple(delta.message_ids)
+        end = delta.history_start + len(delta.new_messages)
+        for index in [index for index in record.history if index >= end]:
+            del record.history[index]  # a turn taken back shortens the history
         for offset, message in enumerate(delta.new_messages):
             record.history[delta.history_start + offset] = message
         record.events.update(delta.new_events)
@@ -156,7 +169,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     seq INTEGER NOT NULL,
     open_turn TEXT,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    message_ids TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_by_update ON sessions (updated_at);
 CREATE TABLE IF NOT EXISTS messages (
@@ -174,12 +188,13 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 _UPSERT_SESSION = """
-INSERT INTO sessions (id, metadata, seq, open_turn, created_at, updated_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+INSERT INTO sessions (id, metadata, seq, open_turn, created_at, updated_at, message_ids)
+VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)
 ON CONFLICT (id) DO UPDATE SET
     seq = max(seq, excluded.seq),
     open_turn = excluded.open_turn,
-    updated_at = excluded.updated_at
+    updated_at = excluded.updated_at,
+    message_ids = excluded.message_ids
 """
 
 _BUSY_TIMEOUT_MS = 10_000
@@ -197,7 +212,27 @@ class _Pending:
 
 
 def _open_turn_text(open_turn: OpenTurn | None) -> str | None:
-    return None if open_turn is None else json.dumps(open_turn.message_id)
+    if open_turn is None:
+        return None
+    return json.dumps({"message_id": open_turn.message_id, "deaths": open_turn.deaths})
+
+
+def _open_turn(text: str | None) -> OpenTurn | None:
+    """The ``open_turn`` column: an object, or (files written before 0.x) the bare message id."""
+    if text is None:
+        return None
+    value = json.loads(text)
+    if isinstance(value, dict):
+        deaths = value.get("deaths")
+        return OpenTurn(value.get("message_id"), deaths if isinstance(deaths, int) else 0)
+    return OpenTurn(value)
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Files made before ``message_ids`` existed get the column (NULL: no ids remembered)."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(sessions)")}
+    if "message_ids" not in columns:
+        connection.execute("ALTER TABLE sessions ADD COLUMN message_ids TEXT")
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -210,6 +245,7 @@ def _connect(path: str) -> sqlite3.Connection:
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.executescript(_SCHEMA)
+        _add_missing_columns(connection)
     except BaseException:
         connection.close()
         raise
@@ -310,6 +346,7 @@ class SqliteSessionStore:
         ]
         events = [(delta.session_id, seq, text) for seq, text in delta.new_events]
         keep_after = delta.seq - self._replay_limit
+        history_end = delta.history_start + len(delta.new_messages)
 
         def write(connection: sqlite3.Connection) -> None:
             connection.execute(
@@ -320,7 +357,12 @@ class SqliteSessionStore:
                     delta.seq,
                     _open_turn_text(delta.open_turn),
                     delta.updated_at,
+                    json.dumps(list(delta.message_ids)),
                 ),
+            )
+            connection.execute(  # a turn taken back shortens the history
+                "DELETE FROM messages WHERE session_id = ? AND idx >= ?",
+                (delta.session_id, history_end),
             )
             connection.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?, ?)", messages)
             connection.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?)", events)
@@ -362,7 +404,8 @@ class SqliteSessionStore:
             connection.execute("BEGIN")
             try:
                 row = connection.execute(
-                    "SELECT metadata, seq, open_turn, updated_at FROM sessions WHERE id = ?",
+                    "SELECT metadata, seq, open_turn, updated_at, message_ids"
+                    " FROM sessions WHERE id = ?",
                     (session_id,),
                 ).fetchone()
                 if row is None:
@@ -376,15 +419,16 @@ class SqliteSessionStore:
                 ).fetchall()
             finally:
                 connection.execute("COMMIT")
-            metadata, seq, open_turn, updated_at = row
+            metadata, seq, open_turn, updated_at, message_ids = row
             return StoredSession(
                 session_id,
                 json.loads(metadata),
                 seq,
                 [json.loads(body) for (body,) in messages],
                 [(event_seq, body) for event_seq, body in events],
-                None if open_turn is None else OpenTurn(json.loads(open_turn)),
+                _open_turn(open_turn),
                 updated_at,
+                tuple(json.loads(message_ids)) if message_ids else (),
             )
 
         try:

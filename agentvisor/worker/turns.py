@@ -132,7 +132,8 @@ class TurnRunner:
         view = session.view()
         transcript = Transcript(message.content)
         session.history.append(transcript.messages[0])
-        session.open_turn = OpenTurn(message.message_id)
+        session.remember(message.message_id)
+        session.open_turn = OpenTurn(message.message_id, turn.deaths)
         self.stats.turn_started()
 
         def on_event(event: AgentEvent) -> None:

@@ -62,7 +62,7 @@ def ctl(config: Path, *argv: str) -> subprocess.CompletedProcess[str]:
 
 def states(config: Path) -> dict[str, str]:
     result = ctl(config, "--json", "status")
-    if result.returncode != 0:
+    if result.returncode not in (0, 3) or not result.stdout.strip():  # 3: not all running
         return {}
     services: list[dict[str, Any]] = json.loads(result.stdout)
     return {service["name"]: service["state"] for service in services}

@@ -68,7 +68,7 @@ def ctl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def status(config: Path) -> list[dict[str, Any]]:
     result = ctl(config, "--json", "status")
-    if result.returncode != 0:
+    if result.returncode not in (0, 3) or not result.stdout.strip():  # 3: not all running
         return []
     data: list[dict[str, Any]] = json.loads(result.stdout)
     return data

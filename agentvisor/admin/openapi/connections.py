@@ -6,20 +6,19 @@ from __future__ import annotations
 from agentvisor.admin.openapi.vocabulary import (
     BOOLEAN,
     INTEGER,
-    OFFSET,
     STRING,
     TIME_OR_NULL,
     Schema,
     array,
     enum,
-    limit_parameter,
     nullable,
     obj,
     operation,
     path_parameter,
-    query_parameter,
     ref,
 )
+from agentvisor.admin.params import openapi_of
+from agentvisor.admin.routes import connections
 
 CONNECTIONS = "Connections"
 ROUTING = "Routing"
@@ -87,8 +86,12 @@ def schemas() -> dict[str, Schema]:
         ),
         "RoutingTestRequest": obj(
             {
-                "ip": STRING,
-                "path": STRING,
+                "ip": {
+                    "type": "string",
+                    "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
+                    "description": "The client's address (default 127.0.0.1)",
+                },
+                "path": {"type": "string", "pattern": "^/", "description": "Default /"},
                 "headers": STRINGS,
                 "query": {
                     "type": "object",
@@ -132,12 +135,7 @@ def paths() -> dict[str, Schema]:
                 "Client connections through the router, oldest first",
                 tag=CONNECTIONS,
                 data=ref("ConnectionList"),
-                parameters=(
-                    query_parameter("service_id", STRING, "Only those routed to this agent"),
-                    query_parameter("status", enum(STATUSES), "Only those in this state"),
-                    limit_parameter(),
-                    OFFSET,
-                ),
+                parameters=openapi_of(*connections.LIST_PARAMETERS),
                 errors=(400, 503),
             )
         },

@@ -6,20 +6,19 @@ from agentvisor.admin.openapi.vocabulary import (
     BOOLEAN,
     INTEGER,
     NUMBER,
-    OFFSET,
     SERVICE_ID,
     STRING,
     TIME_OR_NULL,
     Schema,
     array,
     enum,
-    limit_parameter,
     nullable,
     obj,
     operation,
-    query_parameter,
     ref,
 )
+from agentvisor.admin.params import openapi_of
+from agentvisor.admin.routes import health
 
 TAG = "Health"
 SERVICE_HEALTH = ("healthy", "unhealthy", "degraded", "unknown", "disabled")
@@ -139,14 +138,7 @@ def paths() -> dict[str, Schema]:
                 "Stored health checks of a service, newest first",
                 tag=TAG,
                 data=ref("HealthHistory"),
-                parameters=(
-                    SERVICE_ID,
-                    limit_parameter(default=50),
-                    OFFSET,
-                    query_parameter(
-                        "instance", {"type": "integer", "minimum": 0}, "One replica only"
-                    ),
-                ),
+                parameters=(SERVICE_ID, *openapi_of(*health.HISTORY_PARAMETERS)),
                 errors=(400, 404, 503),
             )
         },

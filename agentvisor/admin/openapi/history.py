@@ -9,18 +9,17 @@ from __future__ import annotations
 from agentvisor.admin.openapi.vocabulary import (
     INTEGER,
     NUMBER,
-    OFFSET,
     STRING,
     Schema,
     array,
     enum,
-    limit_parameter,
     nullable,
     obj,
     operation,
-    query_parameter,
     ref,
 )
+from agentvisor.admin.params import openapi_of
+from agentvisor.admin.routes import events, logs
 
 MAYBE_STRING = nullable(STRING)
 TIME = {"type": "string", "format": "date-time"}
@@ -91,15 +90,7 @@ def paths() -> dict[str, Schema]:
                 "The audit log, newest first: state changes and operator actions",
                 tag="Events",
                 data=ref("EventList"),
-                parameters=(
-                    limit_parameter(),
-                    OFFSET,
-                    query_parameter(
-                        "since", STRING, "Only events at or after: ISO 8601 or epoch seconds"
-                    ),
-                    query_parameter("service_id", STRING, "One service (stable id or name)"),
-                    query_parameter("kind", STRING, "Only these kinds (comma-separated)"),
-                ),
+                parameters=openapi_of(*events.PARAMETERS),
                 errors=(400, 404, 503),
             )
         },
@@ -113,12 +104,7 @@ def paths() -> dict[str, Schema]:
                     'Every word (or "quoted phrase") of `query` must occur; there are no '
                     "operators. Required."
                 ),
-                parameters=(
-                    query_parameter("query", STRING, "Words to find (required)"),
-                    query_parameter("service_id", STRING, "One service (stable id or name)"),
-                    limit_parameter(default=50),
-                    OFFSET,
-                ),
+                parameters=openapi_of(*logs.SEARCH_PARAMETERS),
                 errors=(400, 404, 503),
             )
         },

@@ -10,12 +10,12 @@ from agentvisor.admin.openapi.vocabulary import (
     Schema,
     array,
     enum,
-    limit_parameter,
     obj,
     operation,
-    query_parameter,
     ref,
 )
+from agentvisor.admin.params import openapi_of
+from agentvisor.admin.routes import logs
 
 TAG = "Logs"
 
@@ -54,24 +54,7 @@ def paths() -> dict[str, Schema]:
                 "The recent output of a service's workers; `wait` follows it (tail -f)",
                 tag=TAG,
                 data=ref("ServiceLogs"),
-                parameters=(
-                    SERVICE_ID,
-                    limit_parameter(),
-                    query_parameter("stream", enum(("stdout", "stderr")), "One stream only"),
-                    query_parameter(
-                        "instance", {"type": "integer", "minimum": 0}, "One replica only"
-                    ),
-                    query_parameter(
-                        "since",
-                        {"type": "integer", "minimum": 0},
-                        "Only lines after this sequence number",
-                    ),
-                    query_parameter(
-                        "wait",
-                        {"type": "number", "minimum": 0, "maximum": 300},
-                        "Seconds to wait for a new line when there is none yet",
-                    ),
-                ),
+                parameters=(SERVICE_ID, *openapi_of(*logs.TAIL_PARAMETERS)),
                 errors=(400, 404),
             )
         },

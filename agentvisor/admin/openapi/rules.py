@@ -5,19 +5,18 @@ from __future__ import annotations
 from agentvisor.admin.openapi.vocabulary import (
     BOOLEAN,
     INTEGER,
-    OFFSET,
     STRING,
     Schema,
     array,
     enum,
-    limit_parameter,
     nullable,
     obj,
     operation,
     path_parameter,
-    query_parameter,
     ref,
 )
+from agentvisor.admin.params import openapi_of
+from agentvisor.admin.routes import rules
 
 TAG = "Routing"
 OPERATORS = (
@@ -118,11 +117,7 @@ def paths() -> dict[str, Schema]:
                 "The rules in the order the router tries them (priority, then file order)",
                 tag=TAG,
                 data=ref("RuleList"),
-                parameters=(
-                    query_parameter("enabled", BOOLEAN, "Only enabled (or disabled) rules"),
-                    limit_parameter(),
-                    OFFSET,
-                ),
+                parameters=openapi_of(*rules.LIST_PARAMETERS),
                 errors=(400,),
             ),
             "post": operation(
@@ -134,7 +129,7 @@ def paths() -> dict[str, Schema]:
                 body=ref("RuleRequest"),
                 body_required=True,
                 mutating=True,
-                errors=edit_errors,
+                errors=(409, *edit_errors),
             ),
         },
         "/api/v1/routing/rules/{rule_id}": {

@@ -20,9 +20,9 @@ from agentvisor.admin.openapi.vocabulary import (
     nullable,
     obj,
     operation,
-    query_parameter,
     ref,
 )
+from agentvisor.admin.params import OPERATION_TIMEOUT
 
 TAG = "Services"
 COMMAND: Schema = {
@@ -33,11 +33,7 @@ AGENT_SETTINGS = (
     "Any key of an [agents.NAME] table (CONFIG.md) is accepted too, at the top level or "
     "in `config`; unknown keys are a 400 naming them."
 )
-TIMEOUT = query_parameter(
-    "timeout",
-    {"type": "number", "minimum": 0, "maximum": 3600, "default": 60},
-    "Seconds to wait for the instances to stop before answering 202",
-)
+TIMEOUT = OPERATION_TIMEOUT.openapi()
 
 
 def _settings(*, with_name: bool) -> Schema:
@@ -167,14 +163,7 @@ def paths() -> dict[str, Schema]:
                 data=ref("ConfigUpdateResult"),
                 description="`null` puts a setting back to its default. " + AGENT_SETTINGS,
                 statuses=(200, 202),
-                parameters=(
-                    SERVICE_ID,
-                    query_parameter(
-                        "timeout",
-                        {"type": "number", "minimum": 0, "maximum": 3600, "default": 60},
-                        "Seconds to wait for the rolling restart before answering 202",
-                    ),
-                ),
+                parameters=(SERVICE_ID, TIMEOUT),
                 body=ref("ConfigChanges"),
                 body_required=True,
                 mutating=True,

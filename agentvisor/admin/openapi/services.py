@@ -4,23 +4,21 @@ from __future__ import annotations
 
 from agentvisor.admin.openapi import service_edits
 from agentvisor.admin.openapi.vocabulary import (
-    BOOLEAN,
     INTEGER,
     NUMBER,
-    OFFSET,
     SERVICE_ID,
     STRING,
     TIME_OR_NULL,
     Schema,
     array,
     enum,
-    limit_parameter,
     nullable,
     obj,
     operation,
-    query_parameter,
     ref,
 )
+from agentvisor.admin.params import OPERATION_TIMEOUT, openapi_of
+from agentvisor.admin.routes import services
 
 TAG = "Services"
 INSTANCE_STATES = ("stopped", "starting", "running", "backoff", "stopping", "exited", "fatal")
@@ -56,6 +54,15 @@ def schemas() -> dict[str, Schema]:
                 "restarts": INTEGER,
                 "failures": INTEGER,
                 "exit_code": OPTIONAL_INTEGER,
+                "exit_reason": {
+                    **STRING,
+                    "description": "How the last process ended, with its last stderr line: "
+                    "exit status 2: SyntaxError: invalid syntax",
+                },
+                "stderr_tail": {
+                    **array(STRING),
+                    "description": "The last stderr lines of the current or last process",
+                },
                 "next_retry_at": TIME_OR_NULL,
                 "reason": STRING,
                 "cpu_percent": OPTIONAL_NUMBER,
@@ -104,7 +111,14 @@ def schemas() -> dict[str, Schema]:
                         "config": {
                             "type": "object",
                             "description": "The [agents.NAME] table; secret-looking values '***'",
-                        }
+                        },
+                        "autoscale": {
+                            "type": "object",
+                            "nullable": True,
+                            "description": "The autoscaler's policy settings, desired replicas, "
+                            "last decision (with its signals and reason) and last change; null "
+                            "when the agent has no [agents.NAME.autoscale]",
+                        },
                     }
                 ),
             ]
@@ -135,18 +149,9 @@ def schemas() -> dict[str, Schema]:
 
 
 def _operate(action: str, summary: str, *, force: bool = False) -> Schema:
-    parameters = [
-        SERVICE_ID,
-        query_parameter(
-            "timeout",
-            {"type": "number", "minimum": 0, "maximum": 3600, "default": 60},
-            "Seconds to wait for the instances to settle before answering 202",
-        ),
-    ]
+    parameters = [SERVICE_ID, OPERATION_TIMEOUT.openapi()]
     if force:
-        parameters.append(
-            query_parameter("force", BOOLEAN, "Skip draining: restart every instance at once")
-        )
+        parameters.append(services.FORCE.openapi())
     return {
         "post": operation(
             f"{action}Service",
@@ -169,12 +174,7 @@ def paths() -> dict[str, Schema]:
                 "Services with their state, health, stats and instances",
                 tag=TAG,
                 data=ref("ServiceList"),
-                parameters=(
-                    query_parameter("tag", STRING, "Only services with this tag"),
-                    query_parameter("status", enum(SERVICE_STATES), "Only services in this state"),
-                    limit_parameter(),
-                    OFFSET,
-                ),
+                parameters=openapi_of(*services.LIST_PARAMETERS),
                 errors=(400,),
             ),
             "post": service_edits.register_operation(),

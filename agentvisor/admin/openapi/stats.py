@@ -13,9 +13,10 @@ from agentvisor.admin.openapi.vocabulary import (
     nullable,
     obj,
     operation,
-    query_parameter,
     ref,
 )
+from agentvisor.admin.params import openapi_of
+from agentvisor.admin.routes import stats
 
 TAG = "Stats"
 METRICS = ("connections", "sessions", "cpu", "memory", "messages", "errors", "restarts")
@@ -150,9 +151,6 @@ def _overview(operation_id: str) -> Schema:
     }
 
 
-DURATION = {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[smhdwSMHDW]?\s*$"}
-
-
 def paths() -> dict[str, Schema]:
     return {
         "/api/v1/stats": _overview("getStats"),
@@ -163,14 +161,7 @@ def paths() -> dict[str, Schema]:
                 "A metric over time, in buckets, from the state store",
                 tag=TAG,
                 data=ref("Timeseries"),
-                parameters=(
-                    query_parameter("metric", enum(METRICS), "Which series (default connections)"),
-                    query_parameter("period", DURATION, "How far back: 30m, 1h, 7d (default 1h)"),
-                    query_parameter(
-                        "interval", DURATION, "Bucket width: 1m, 5m (default: ~60 buckets)"
-                    ),
-                    query_parameter("service_id", STRING, "One service (stable id or name)"),
-                ),
+                parameters=openapi_of(*stats.TIMESERIES_PARAMETERS),
                 errors=(400, 404, 503),
             )
         },

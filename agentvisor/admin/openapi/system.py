@@ -17,9 +17,9 @@ from agentvisor.admin.openapi.vocabulary import (
     obj,
     operation,
     path_parameter,
-    query_parameter,
     ref,
 )
+from agentvisor.admin.params import query_parameter
 
 TAG = "System"
 NAMES = array(STRING)

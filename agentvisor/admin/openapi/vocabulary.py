@@ -26,7 +26,7 @@ ERROR_MEANINGS: Mapping[int, str] = {
     400: "INVALID_REQUEST: a query parameter or the body is not acceptable",
     401: "UNAUTHORIZED: the bearer token is missing or wrong",
     404: "Not found: SERVICE_NOT_FOUND, RULE_NOT_FOUND, CONNECTION_NOT_FOUND or NOT_FOUND",
-    409: "Conflict: SERVICE_ALREADY_EXISTS or PORT_IN_USE",
+    409: "Conflict: SERVICE_ALREADY_EXISTS, RULE_ALREADY_EXISTS, PORT_IN_USE, …",
     413: "INVALID_REQUEST: the body is larger than the limit (1 MiB)",
     422: "CONFIG_INVALID: the change would make the config invalid; details list every error",
     429: "RATE_LIMITED: too many changes from this client; retry after Retry-After seconds",
@@ -98,28 +98,6 @@ def path_parameter(name: str, description: str) -> Schema:
 
 
 SERVICE_ID = path_parameter("service_id", "The service's stable id or its name")
-
-
-def query_parameter(name: str, schema: Schema, description: str) -> Schema:
-    """An optional query parameter; ``name=`` (empty) means the default, as ``errors.query_*``."""
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "allowEmptyValue": True,
-        "description": description,
-        "schema": schema,
-    }
-
-
-def limit_parameter(default: int = 100, maximum: int = 1000) -> Schema:
-    schema = {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
-    return query_parameter("limit", schema, f"At most this many items (1 to {maximum})")
-
-
-OFFSET = query_parameter(
-    "offset", {"type": "integer", "minimum": 0, "default": 0}, "Items to skip (pagination)"
-)
 
 
 def json_content(schema: Schema) -> Schema:

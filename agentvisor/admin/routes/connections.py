@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from quart import Blueprint, Response, request
 
 from agentvisor.admin.bodies import parse_json_object
-from agentvisor.admin.errors import page_of, query_choice, query_int, success
+from agentvisor.admin.errors import page_of, success
+from agentvisor.admin.params import LIMIT, OFFSET, Choice, Text
 from agentvisor.admin.routes.system import iso_time
 from agentvisor.errors import InvalidRequest, RoutingFailed
 from agentvisor.router.table import ConnectionPage, ConnectionRecord, ConnectionStatus
@@ -25,8 +26,10 @@ if TYPE_CHECKING:
     from agentvisor.admin.app import AdminDeps
     from agentvisor.admin.metrics import RouterStatistics
 
-MAX_LIMIT = 1000
 STATUSES = tuple(status.value for status in ConnectionStatus)
+AGENT = Text("service_id", "Only those routed to this agent")
+STATUS = Choice("status", "Only those in this state", STATUSES)
+LIST_PARAMETERS = (AGENT, STATUS, LIMIT, OFFSET)
 
 
 class RouterApi(Protocol):
@@ -95,10 +98,10 @@ def connections_blueprint(deps: AdminDeps) -> Blueprint:
     async def list_connections() -> tuple[Response, int]:
         args = request.args
         router = router_of(deps)
-        service = args.get("service_id") or None
-        status = query_choice(args, "status", STATUSES)
-        limit = query_int(args, "limit", 100, minimum=1, maximum=MAX_LIMIT)
-        offset = query_int(args, "offset", 0, minimum=0)
+        service = AGENT.parse(args)
+        status = STATUS.parse(args)
+        limit = LIMIT.parse(args)
+        offset = OFFSET.parse(args)
         page = router.list_connections(
             agent=service,
             status=ConnectionStatus(status) if status else None,

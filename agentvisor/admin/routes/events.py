@@ -14,16 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, Response, request
 
-from agentvisor.admin.errors import page_of, query_int, query_time, success
+from agentvisor.admin.errors import page_of, success
 from agentvisor.admin.lookup import require_store, resolve_known
+from agentvisor.admin.params import LIMIT, OFFSET, SERVICE_FILTER, Text, Time
 from agentvisor.admin.routes.system import iso_time
 
 if TYPE_CHECKING:
     from agentvisor.admin.app import AdminDeps
     from agentvisor.store.records import EventRecord
 
-MAX_LIMIT = 1000
-MAX_OFFSET = 100_000
+SINCE = Time("since", "Only events at or after: ISO 8601 or epoch seconds")
+KIND = Text("kind", "Only these kinds (comma-separated; repeatable)")
+PARAMETERS = (LIMIT, OFFSET, SINCE, SERVICE_FILTER, KIND)
 
 
 def event_record_to_dict(record: EventRecord) -> dict[str, Any]:
@@ -50,10 +52,10 @@ def events_blueprint(deps: AdminDeps) -> Blueprint:
     @blueprint.get("/events")
     async def events() -> tuple[Response, int]:
         args = request.args
-        limit = query_int(args, "limit", 100, minimum=1, maximum=MAX_LIMIT)
-        offset = query_int(args, "offset", 0, minimum=0, maximum=MAX_OFFSET)
-        since = query_time(args, "since")
-        ref = args.get("service_id") or args.get("service")
+        limit = LIMIT.parse(args)
+        offset = OFFSET.parse(args)
+        since = SINCE.parse(args)
+        ref = SERVICE_FILTER.parse(args)
         name = await resolve_known(deps, ref) if ref else None
         kinds = [
             kind.strip() for raw in args.getlist("kind") for kind in raw.split(",") if kind.strip()

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import trio
 from quart import Blueprint, Response, request
 
-from agentvisor.admin.errors import page_of, query_int, success
+from agentvisor.admin.errors import page_of, success
 from agentvisor.admin.lookup import require_store, resolve_known, resolve_service
 from agentvisor.admin.lookup import service_id as service_id_of
+from agentvisor.admin.params import INSTANCE, OFFSET, limit
 from agentvisor.admin.routes.services import health_summary, service_health
 from agentvisor.admin.routes.system import iso_time
 from agentvisor.supervise.states import ProcessState
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
     from agentvisor.supervise.instance import Instance
     from agentvisor.supervise.registry import InstanceView, ServiceView
 
-MAX_LIMIT = 1000
-MAX_OFFSET = 100_000
+HISTORY_LIMIT = limit(50)
+HISTORY_PARAMETERS = (HISTORY_LIMIT, OFFSET, INSTANCE)
 #: States in which an instance has a process worth checking.
 CHECKABLE = (ProcessState.STARTING, ProcessState.RUNNING)
 
@@ -166,9 +167,9 @@ def health_blueprint(deps: AdminDeps) -> Blueprint:
     async def history(service_id: str) -> tuple[Response, int]:
         args = request.args
         name = await resolve_known(deps, service_id)
-        limit = query_int(args, "limit", 50, minimum=1, maximum=MAX_LIMIT)
-        offset = query_int(args, "offset", 0, minimum=0, maximum=MAX_OFFSET)
-        replica = query_int(args, "instance", None, minimum=0)
+        limit = HISTORY_LIMIT.parse(args)
+        offset = OFFSET.parse(args)
+        replica = INSTANCE.parse(args)
         store = require_store(deps)
         found = await store.health_history(name, offset + limit + 1, replica=replica)
         page = found[offset : offset + limit]

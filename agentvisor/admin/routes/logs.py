@@ -15,22 +15,37 @@ from typing import TYPE_CHECKING, Any
 import trio
 from quart import Blueprint, Response, request
 
-from agentvisor.admin.errors import page_of, query_choice, query_float, query_int, success
+from agentvisor.admin.errors import page_of, success
 from agentvisor.admin.lookup import require_store, resolve_known, resolve_service
 from agentvisor.admin.lookup import service_id as service_id_of
+from agentvisor.admin.params import (
+    INSTANCE,
+    LIMIT,
+    MAX_INTEGER,
+    OFFSET,
+    SERVICE_FILTER,
+    Choice,
+    Integer,
+    Number,
+    Text,
+    limit,
+)
 from agentvisor.admin.routes.system import iso_time
-from agentvisor.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from agentvisor.admin.app import AdminDeps
     from agentvisor.store.records import LogRecord
     from agentvisor.supervise.logs import LogBook, LogLine
 
-MAX_LIMIT = 1000
-#: History listings page through at most this many rows from the newest.
-MAX_OFFSET = 100_000
 MAX_WAIT = 300.0
 STREAMS = ("stdout", "stderr")
+STREAM = Choice("stream", "One stream only", STREAMS)
+SINCE = Integer("since", "Only lines after this sequence number", 0, 0, MAX_INTEGER)
+WAIT = Number("wait", "Seconds to wait for a new line when there is none yet", 0.0, 0.0, MAX_WAIT)
+TAIL_PARAMETERS = (LIMIT, STREAM, INSTANCE, SINCE, WAIT)
+QUERY = Text("query", "The words to search for", aliases=("q",), required=True)
+SEARCH_LIMIT = limit(50)
+SEARCH_PARAMETERS = (QUERY, SERVICE_FILTER, SEARCH_LIMIT, OFFSET)
 
 
 def log_line_to_dict(line: LogLine) -> dict[str, Any]:
@@ -69,11 +84,11 @@ def logs_blueprint(deps: AdminDeps) -> Blueprint:
         args = request.args
         name = await resolve_service(deps, service_id)
         book = deps.supervisor.logbook(name)
-        limit = query_int(args, "limit", 100, minimum=1, maximum=MAX_LIMIT)
-        stream = query_choice(args, "stream", STREAMS)
-        replica = query_int(args, "instance", None, minimum=0)
-        since = query_int(args, "since", 0, minimum=0)
-        wait = query_float(args, "wait", 0.0, minimum=0.0, maximum=MAX_WAIT)
+        limit = LIMIT.parse(args)
+        stream = STREAM.parse(args)
+        replica = INSTANCE.parse(args)
+        since = SINCE.parse(args)
+        wait = WAIT.parse(args)
 
         def read() -> list[LogLine]:
             return book.tail(limit, stream=stream, replica=replica, since_seq=since)
@@ -101,14 +116,11 @@ def logs_blueprint(deps: AdminDeps) -> Blueprint:
     @blueprint.get("/logs/search")
     async def search_logs() -> tuple[Response, int]:
         args = request.args
-        query = (args.get("query") or args.get("q") or "").strip()
-        if not query:
-            raise InvalidRequest(
-                "Query parameter 'query' is required: the words to search for", parameter="query"
-            )
-        limit = query_int(args, "limit", 50, minimum=1, maximum=MAX_LIMIT)
-        offset = query_int(args, "offset", 0, minimum=0, maximum=MAX_OFFSET)
-        ref = args.get("service_id") or args.get("service")
+        query = QUERY.parse(args)
+        assert query is not None  # required
+        limit = SEARCH_LIMIT.parse(args)
+        offset = OFFSET.parse(args)
+        ref = SERVICE_FILTER.parse(args)
         name = await resolve_known(deps, ref) if ref else None
         store = require_store(deps)
         found = await store.search_logs(query, service=name, limit=offset + limit + 1)

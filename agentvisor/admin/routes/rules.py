@@ -17,15 +17,17 @@ from quart import Blueprint, Response, request
 
 from agentvisor.admin.bodies import parse_json_object, rule_changes, rule_settings
 from agentvisor.admin.editing import edit_and_apply
-from agentvisor.admin.errors import page_of, query_bool, query_int, success
+from agentvisor.admin.errors import page_of, success
 from agentvisor.admin.lookup import request_source
+from agentvisor.admin.params import LIMIT, OFFSET, Flag
 from agentvisor.errors import RuleNotFound
 
 if TYPE_CHECKING:
     from agentvisor.admin.app import AdminDeps
     from agentvisor.config.model import RouteConfig
 
-MAX_LIMIT = 1000
+ENABLED = Flag("enabled", "Only enabled (or disabled) rules")
+LIST_PARAMETERS = (ENABLED, LIMIT, OFFSET)
 
 
 def rule_to_dict(route: RouteConfig, order: int) -> dict[str, Any]:
@@ -70,9 +72,9 @@ def rules_blueprint(deps: AdminDeps) -> Blueprint:
     @blueprint.get("/routing/rules")
     async def list_rules() -> tuple[Response, int]:
         args = request.args
-        limit = query_int(args, "limit", 100, minimum=1, maximum=MAX_LIMIT)
-        offset = query_int(args, "offset", 0, minimum=0)
-        enabled = query_bool(args, "enabled") if args.get("enabled") else None
+        limit = LIMIT.parse(args)
+        offset = OFFSET.parse(args)
+        enabled = ENABLED.parse_optional(args)
         rules = [
             rule_to_dict(route, order)
             for order, route in rules_in_order(deps.supervisor.config.routes)

@@ -23,11 +23,11 @@ from agentvisor.admin.bodies import (
     scale_replicas,
 )
 from agentvisor.admin.editing import edit_and_apply
-from agentvisor.admin.errors import query_float, success
+from agentvisor.admin.errors import success
 from agentvisor.admin.lookup import request_source, resolve_service
 from agentvisor.admin.lookup import service_id as service_id_of
+from agentvisor.admin.params import OPERATION_TIMEOUT
 from agentvisor.admin.routes.services import (
-    DEFAULT_OPERATION_TIMEOUT,
     describe_service,
 )
 from agentvisor.errors import InvalidRequest
@@ -131,9 +131,7 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
         changes = config_changes(await request_json())
         if isinstance(changes.get("agent"), str):
             check_agent_file(deps, "agent", changes["agent"])
-        timeout = query_float(
-            request.args, "timeout", DEFAULT_OPERATION_TIMEOUT, minimum=0, maximum=3600
-        )
+        timeout = OPERATION_TIMEOUT.parse(request.args)
         applied = await edit_and_apply(
             deps,
             lambda editor: editor.update_agent(name, changes),
@@ -194,9 +192,7 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
     @blueprint.delete("/services/<service_id>")
     async def unregister(service_id: str) -> tuple[Response, int]:
         name = await resolve_service(deps, service_id)
-        timeout = query_float(
-            request.args, "timeout", DEFAULT_OPERATION_TIMEOUT, minimum=0, maximum=3600
-        )
+        timeout = OPERATION_TIMEOUT.parse(request.args)
         stable_id = await service_id_of(deps, name)
         instances = deps.supervisor.instances(name)
         started = time.monotonic()

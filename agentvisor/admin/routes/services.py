@@ -15,15 +15,9 @@ import attrs
 import trio
 from quart import Blueprint, Response, request
 
-from agentvisor.admin.errors import (
-    page_of,
-    query_bool,
-    query_choice,
-    query_float,
-    query_int,
-    success,
-)
+from agentvisor.admin.errors import page_of, success
 from agentvisor.admin.lookup import request_source, resolve_service, service_ids
+from agentvisor.admin.params import LIMIT, OFFSET, OPERATION_TIMEOUT, Choice, Flag, Text
 from agentvisor.admin.routes.system import iso_time
 from agentvisor.admin.usage import live_stats, service_stats
 from agentvisor.supervise.registry import InstanceView, ServiceView
@@ -46,9 +40,10 @@ SERVICE_STATES = (
 )
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 MASK = "***"
-MAX_LIMIT = 1000
-#: Default bound on how long start/stop/restart wait for the instances to settle.
-DEFAULT_OPERATION_TIMEOUT = 60.0
+TAG = Text("tag", "Only services with this tag")
+STATUS = Choice("status", "Only services in this state", SERVICE_STATES)
+LIST_PARAMETERS = (TAG, STATUS, LIMIT, OFFSET)
+FORCE = Flag("force", "Skip draining: restart every instance at once")
 
 
 def looks_secret(name: str) -> bool:
@@ -88,6 +83,8 @@ def instance_to_dict(instance: InstanceView) -> dict[str, Any]:
         "restarts": instance.restarts,
         "failures": instance.failures,
         "exit_code": instance.exit_code,
+        "exit_reason": instance.exit_reason,
+        "stderr_tail": list(instance.stderr_tail),
         "next_retry_at": iso_time(instance.next_retry_at),
         "reason": instance.reason,
         "cpu_percent": instance.cpu_percent,
@@ -199,7 +196,9 @@ async def describe_service(deps: AdminDeps, name: str) -> dict[str, Any]:
     view = deps.supervisor.service(name)
     ids = await service_ids(deps, [name])
     stats = await service_stats(deps, view)
-    return service_detail_to_dict(view, service_id=ids[name], stats=stats)
+    data = service_detail_to_dict(view, service_id=ids[name], stats=stats)
+    data["autoscale"] = deps.supervisor.autoscaler.status(name)
+    return data
 
 
 def services_blueprint(deps: AdminDeps) -> Blueprint:
@@ -208,10 +207,10 @@ def services_blueprint(deps: AdminDeps) -> Blueprint:
     @blueprint.get("/services")
     async def list_services() -> tuple[Response, int]:
         args = request.args
-        tag = args.get("tag") or None
-        status = query_choice(args, "status", SERVICE_STATES)
-        limit = query_int(args, "limit", 100, minimum=1, maximum=MAX_LIMIT)
-        offset = query_int(args, "offset", 0, minimum=0)
+        tag = TAG.parse(args)
+        status = STATUS.parse(args)
+        limit = LIMIT.parse(args)
+        offset = OFFSET.parse(args)
         views = [
             view
             for view in deps.supervisor.services()
@@ -251,10 +250,8 @@ def services_blueprint(deps: AdminDeps) -> Blueprint:
         supervisor = deps.supervisor
         name = await resolve_service(deps, service_id)  # 404 before anything is touched
         source = request_source(request.headers)
-        timeout = query_float(
-            request.args, "timeout", DEFAULT_OPERATION_TIMEOUT, minimum=0, maximum=3600
-        )
-        force = query_bool(request.args, "force")
+        timeout = OPERATION_TIMEOUT.parse(request.args)
+        force = FORCE.parse(request.args)
         started = time.monotonic()
         with trio.move_on_after(timeout) as waited:
             if action == "start":

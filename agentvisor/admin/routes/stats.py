@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 import trio
 from quart import Blueprint, Response, request
 
-from agentvisor.admin.errors import query_choice, query_duration, success
+from agentvisor.admin.errors import success
 from agentvisor.admin.lookup import require_store, resolve_known, resolve_service
 from agentvisor.admin.lookup import service_id as service_id_of
+from agentvisor.admin.params import SERVICE_FILTER, Choice, Duration
 from agentvisor.admin.routes.system import iso_time
 from agentvisor.admin.usage import overview, own_resources, service_stats
 from agentvisor.store.records import Metric
@@ -26,8 +27,11 @@ if TYPE_CHECKING:
     from agentvisor.admin.app import AdminDeps
 
 METRICS = tuple(metric.value for metric in Metric)
-DEFAULT_PERIOD = 3600.0
 MAX_PERIOD = 366 * 86400.0
+METRIC = Choice("metric", "Which series (default connections)", METRICS)
+PERIOD = Duration("period", "How far back: 30m, 1h, 7d (default 1h)", 3600.0, maximum=MAX_PERIOD)
+INTERVAL = Duration("interval", "Bucket width: 1m, 5m (default: ~60 buckets)", None)
+TIMESERIES_PARAMETERS = (METRIC, PERIOD, INTERVAL, SERVICE_FILTER)
 #: Buckets a default interval aims at.
 DEFAULT_BUCKETS = 60
 
@@ -65,13 +69,14 @@ def stats_blueprint(deps: AdminDeps) -> Blueprint:
     @blueprint.get("/stats/timeseries")
     async def timeseries() -> tuple[Response, int]:
         args = request.args
-        metric = query_choice(args, "metric", METRICS) or "connections"
-        period = query_duration(args, "period", DEFAULT_PERIOD, minimum=1, maximum=MAX_PERIOD)
-        assert period is not None
-        interval = query_duration(args, "interval", None, minimum=1, maximum=MAX_PERIOD)
+        metric = METRIC.parse(args) or "connections"
+        period = PERIOD.parse(args)
+        assert period is not None  # it has a default
+        interval = INTERVAL.parse(args)
         if interval is None:
             interval = default_interval(period)
-        ref = args.get("service_id") or args.get("service")
+        interval = min(interval, period)
+        ref = SERVICE_FILTER.parse(args)
         name = await resolve_known(deps, ref) if ref else None
         store = require_store(deps)
         points = await store.timeseries(metric, period, interval, service=name)

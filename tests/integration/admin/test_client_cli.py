@@ -16,6 +16,7 @@ from agentvisor.cli import ctl, daemon
 from agentvisor.client import AgentvisorClient, ApiError, AsyncAgentvisorClient, Unreachable
 from tests.integration.admin.harness import (
     TOKEN,
+    Admin,
     all_running,
     running_admin,
     sleeper,
@@ -28,6 +29,14 @@ ROOT = Path(__file__).resolve().parents[3]
 async def run_ctl(*argv: str) -> int:
     """agentvisorctl in a thread: it blocks, and the server runs on this trio loop."""
     return await trio.to_thread.run_sync(partial(ctl.main, list(argv)))
+
+
+async def wait_for_line(admin: Admin, service: str, text: str) -> None:
+    """A worker counts as running (startsecs = 0) before its first line reaches the log."""
+    async with AsyncAgentvisorClient(admin.socket) as client:
+        with trio.fail_after(10):
+            while text not in [line["text"] for line in (await client.logs(service))["lines"]]:
+                await trio.sleep(0.05)
 
 
 async def test_async_client_mirrors_the_endpoints(tmp_path: Path) -> None:
@@ -106,6 +115,14 @@ async def test_ctl_status_show_and_errors(
         assert await run_ctl("-s", admin.url, "--token", TOKEN, "status") == 0
         capsys.readouterr()
 
+        # issue 13: --json after the subcommand too; 3 once something is not running.
+        assert await run_ctl("-s", sock, "status", "--json") == 0
+        assert json.loads(capsys.readouterr().out)[0]["state"] == "running"
+        assert await run_ctl("-s", sock, "stop", "alpha") == 0
+        capsys.readouterr()
+        assert await run_ctl("-s", sock, "status", "alpha", "--json") == 3
+        assert json.loads(capsys.readouterr().out)[0]["state"] == "stopped"
+
 
 async def test_ctl_stop_start_all_and_tail(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -121,6 +138,7 @@ async def test_ctl_stop_start_all_and_tail(
         ]
         assert await run_ctl("-s", sock, "start", "alpha") == 0
         assert capsys.readouterr().out == "alpha: running (1/1)\n"
+        await wait_for_line(admin, "alpha", "ready")
         assert await run_ctl("-s", sock, "tail", "alpha", "-n", "1") == 0
         assert capsys.readouterr().out == "ready\n"
         assert await run_ctl("-s", sock, "restart", "nope", "alpha") == 1

@@ -16,7 +16,10 @@ from agentvisor.admin.routes.docs import ASSETS, operations_page, swagger_ui_dir
 from tests.integration.admin.harness import TOKEN, running_admin, sleeper, write_config
 
 #: Quart's own file route (the console's build): not part of the API.
-STATIC_ENDPOINTS = frozenset({"static"})
+#: Not API: Quart's static route and the web console's pages and files (admin/console.py).
+STATIC_ENDPOINTS = frozenset(
+    {"static", "console.home", "console.deep_link", "console.asset", "console.favicon"}
+)
 DOCUMENTED_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 
 

@@ -92,7 +92,6 @@ async def test_bad_rule_bodies_are_400_and_unknown_rules_404(tmp_path: Path) -> 
             ({**VIP, "priority": "high"}, "'priority' must be an integer"),
             ({**VIP, "conditions": [{"operator": "equals"}]}, "'conditions[0].field'"),
             ({**VIP, "conditions": [{"field": "path", "oops": 1}]}, "conditions[0].oops"),
-            ({**VIP, "name": "internal"}, "already exists"),
         ):
             response = await post("/api/v1/routing/rules", json=body)
             assert message in error_of(response, 400, "INVALID_REQUEST")["message"], body
@@ -100,8 +99,12 @@ async def test_bad_rule_bodies_are_400_and_unknown_rules_404(tmp_path: Path) -> 
             error_of(await method("/api/v1/routing/rules/nope"), 404, "RULE_NOT_FOUND")
         response = await client.put("/api/v1/routing/rules/nope", json={"priority": 1})
         error_of(response, 404, "RULE_NOT_FOUND")
+        # issue 13: a duplicate name is a conflict (409), as documented, not a bad body.
+        duplicate = await post("/api/v1/routing/rules", json={**VIP, "name": "internal"})
+        assert "already exists" in error_of(duplicate, 409, "RULE_ALREADY_EXISTS")["message"]
+        # issue 13: an empty merge patch is valid by the schema; it changes nothing.
         response = await client.put("/api/v1/routing/rules/internal", json={})
-        error_of(response, 400, "INVALID_REQUEST")
+        assert data_of(response)["rule"]["rule_id"] == "internal"
     assert config.read_bytes() == before
 
 

@@ -235,3 +235,16 @@ async def test_any_path_is_accepted_with_a_star(tmp_path: Path, workers: dict[st
         routed = await ws.recv()
 
     assert routed["event"] == "connection_routed"
+
+
+async def test_a_command_workers_user_message_reaches_it_as_sent(
+    tmp_path: Path, workers: dict[str, Worker]
+) -> None:
+    """Only ``agent =`` workers get a router-assigned ``message_id``: a command worker
+    speaks its own protocol, and its frames are relayed unchanged."""
+    source = source_for(tmp_path, workers, router="management_events = false")
+    async with running_router(source) as running, client(running.url) as ws:
+        await ws.send({"event": "user.message", "content": "hello"})
+        answer = await ws.event("agent.final_answer")
+    assert answer["content"] == "hello"
+    assert "message_id" not in answer  # the worker saw no message_id

@@ -58,7 +58,13 @@ async def test_every_audit_event_published_on_the_bus_is_queryable(tmp_path: Pat
     )
     assert (health.new, health.source, health.message) == ("unhealthy", "health", "HTTP 503")
     assert exited.outcome == "unexpected"
-    assert exited.details == {"pid": 42, "returncode": 3, "uptime": 12.5, "reason": ""}
+    assert exited.details == {
+        "pid": 42,
+        "returncode": 3,
+        "uptime": 12.5,
+        "reason": "",
+        "stderr_tail": [],
+    }
     assert (state.old, state.new, state.replica, state.message) == (
         "starting",
         "running",

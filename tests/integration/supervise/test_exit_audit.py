@@ -79,11 +79,11 @@ async def test_issue_15_operator_stops_and_shutdown_are_expected_crashes_are_not
     shutdown = ("expected", "agentvisor is shutting down")
     assert seen("stopped") == [stop]
     assert seen("restarted") == [("expected", "restarted by cli"), shutdown]
-    assert seen("crashed") == [("unexpected", "killed by signal 9"), shutdown]
+    assert seen("crashed") == [("unexpected", "killed by SIGKILL"), shutdown]
     assert seen("scaled") == [("expected", "scaled down"), shutdown]
     assert seen("reloaded") == [("expected", "config changed"), shutdown]
     assert seen("removed") == [("expected", "removed from the config")]
     assert seen("left") == [shutdown]
     (crash,) = [event for event in exits["crashed"] if event.outcome == "unexpected"]
-    assert crash.message.startswith(f"pid {crashed_pid} exited with -9 (unexpected: killed")
+    assert crash.message.startswith(f"pid {crashed_pid} exited with -9 (unexpected) after")
     assert all(event.details["returncode"] == -signal.SIGTERM for event in exits["left"])

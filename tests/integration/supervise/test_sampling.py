@@ -117,12 +117,25 @@ def test_the_tree_walk_is_used_where_the_kernel_lists_children() -> None:
     assert TreeSampler().walks_trees == os.path.exists(children)
 
 
+async def settled(procs: list[psutil.Process]) -> None:
+    """Until every process sleeps and their memory holds still for a moment."""
+    last = -1
+    while True:
+        rss = sum(proc.memory_info().rss for proc in procs)
+        if rss == last and all(proc.status() == psutil.STATUS_SLEEPING for proc in procs):
+            return
+        last = rss
+        await trio.sleep(0.05)
+
+
 async def test_a_real_tree_reads_as_psutil_sees_it() -> None:
     spec = child_spec("spawner.py")  # a grandchild sleeping in the child's group
     async with open_launcher() as launcher, running(launcher, spec) as root:
         with trio.fail_after(DEADLINE):
             pids = await LineReader(root.stdout).json()
         procs = [psutil.Process(root.pid), psutil.Process(pids["grandchild"])]
+        with trio.fail_after(DEADLINE):  # the grandchild is still starting its interpreter
+            await settled(procs)
         samples = await sample(TreeSampler(), [root.pid])
         expected_rss = sum(proc.memory_info().rss for proc in procs)
     assert samples[root.pid].processes == 2

@@ -166,6 +166,19 @@ def test_service_detail_shows_instances_and_config() -> None:
     assert '{"API_KEY": "***"}' in output
 
 
+def test_service_detail_shows_the_autoscalers_bounds_and_last_decision() -> None:
+    policy = {
+        "min": 1,
+        "max": 3,
+        "desired": 2,
+        "last_decision": {"reason": "holding"},
+        "last_change": {"reason": "sessions 3 / target 2 → 2"},
+    }
+    output = " ".join(text_of(render.service_detail(service(autoscale=policy), NOW)).split())
+    assert "autoscale 1..3 replicas, desired 2; last change: sessions 3 / target 2 → 2" in output
+    assert "autoscale" not in text_of(render.service_detail(service(autoscale=None), NOW))
+
+
 def test_reload_lines_name_what_changed() -> None:
     data = {"added": ["gamma"], "removed": ["beta"], "restarted": [], "changed": True}
     assert render.reload_lines(data) == ["reloaded: added gamma; removed beta"]

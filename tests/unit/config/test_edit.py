@@ -20,6 +20,7 @@ from agentvisor.config.validate import validate_config
 from agentvisor.errors import (
     ConfigInvalid,
     InvalidRequest,
+    RuleAlreadyExists,
     RuleNotFound,
     ServiceAlreadyExists,
     ServiceNotFound,
@@ -275,7 +276,7 @@ def test_removing_the_last_route_leaves_no_blank_lines_at_the_end() -> None:
     [
         (lambda t: edit.update_route(t, "nope", {}), RuleNotFound, "'nope' not found"),
         (lambda t: edit.remove_route(t, "nope"), RuleNotFound, "'nope' not found"),
-        (lambda t: edit.add_route(t, {"name": "vip"}), InvalidRequest, "already exists"),
+        (lambda t: edit.add_route(t, {"name": "vip"}), RuleAlreadyExists, "already exists"),
         (lambda t: edit.add_route(t, {"priority": 1}), InvalidRequest, "needs a name"),
         (lambda t: edit.update_agent(t, "echo", {"port": object()}), InvalidRequest, "Cannot"),
         (lambda t: edit.update_agent(t + "x = [", "echo", {}), ConfigInvalid, "invalid TOML"),
@@ -404,7 +405,7 @@ def test_random_edits_keep_the_rest_of_the_file_and_load_as_expected(data: st.Da
                 new_text = function(text, *args)
             else:
                 new_text = function(text, change.name, *args)
-        except (ServiceAlreadyExists, InvalidRequest):
+        except (ServiceAlreadyExists, RuleAlreadyExists, InvalidRequest):
             assert change.kind.startswith("add")  # the drawn name was taken
             event(f"{change.kind}: name taken")
             continue

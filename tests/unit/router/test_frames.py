@@ -210,7 +210,7 @@ def test_an_unmasked_server_frame_is_read_with_a_needle() -> None:
         encode_frame(OP_TEXT, b'{"event":"agent.final_answer"}') + encode_frame(OP_TEXT, b"{}")
     )
     assert [r for r in records if r[0] == MESSAGE] == [
-        (MESSAGE, OP_TEXT, b'{"event":"agent.final_answer"}')
+        (MESSAGE, OP_TEXT, b'{"event":"agent.final_answer"}', 0, 32)
     ]
 
 

@@ -173,3 +173,35 @@ def test_kept_messages_are_bounded_per_session() -> None:
         tracker.upstream_message(msg(event="agent.final_answer", session_id="a"))
     assert tracker.kept == []
     assert tracker.kept_bytes == 0
+
+
+def test_issue_9_frames_the_worker_rejects_are_no_turns() -> None:
+    """The router reads a ``user.message`` with the worker's own parser."""
+    tracker = SessionTracker()
+    rejected = [
+        b'{"event":"user.message","session_id":"a","content":NaN}',
+        b'{"event":"user.message","session_id":"a","content":"x","n":Infinity}',
+        b'{"event":"user.message","session_id":"a","content":7}',
+        b'{"event":"user.message","session_id":"a"}',
+        b'{"event":"user.message","session_id":"a","content":"x","message_id":[1]}',
+        b'{"event":"user.message","session_id":"a","content":"\xff"}',
+    ]
+    for payload in rejected:
+        assert tracker.client_message(payload, can_rewrite=True) is None, payload
+    assert tracker.turns_in_flight == 0
+    assert tracker.kept == []
+
+
+def test_issue_9_a_message_without_an_id_gets_one_and_is_kept_with_it() -> None:
+    tracker = SessionTracker(id_prefix="rX")
+    plain = msg(event="user.message", session_id="a", content="hi")
+    sent = tracker.client_message(plain, can_rewrite=True)
+    assert sent is not None
+    assert json.loads(sent) == json.loads(plain) | {"message_id": "rX-1"}
+    assert tracker.kept[0].payload == sent
+    assert tracker.kept[0].message_id == "rX-1"
+    own = msg(event="user.message", session_id="a", content="hi", message_id=5)
+    assert tracker.client_message(own, can_rewrite=True) is own  # the client's own id is kept
+    unframed = msg(event="user.message", session_id="a", content="in pieces")
+    assert tracker.client_message(unframed) is unframed  # cannot be rewritten: sent as it is
+    assert tracker.turns_in_flight == 3

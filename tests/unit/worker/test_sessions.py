@@ -314,18 +314,23 @@ async def test_another_manager_resumes_from_the_shared_store(autojump_clock: Any
         other = FakeConnection()
         await say(second, other, ResumeSession(session_id, last_seq=5))
         events = other.events()
-        assert events[0] == events[0] | {
-            "event": "agent.cancelled",
-            "message_id": "lost",
-            "reason": "worker_lost",
-            "seq": 6,
-        }
-        assert events[-1]["history_length"] == 3  # one, its answer, and the lost turn's message
-        assert events[-1]["replayed"] == 1
+        assert events[-1]["event"] == "agent.session_resumed"
+        assert events[-1]["history_length"] == 2  # one and its answer; the lost turn runs again
+        assert events[-1]["replayed"] == 0
+        await say(second, other, UserMessage("sleep 50", session_id, "lost"))  # sent again
+        await trio.sleep(60)
+        ends = other.ends()
+        assert [(e["event"], e.get("message_id")) for e in ends] == [("agent.final_answer", "lost")]
         await say(second, other, UserMessage("two", session_id))
         await trio.sleep(1)
-        assert other.ends()[-1]["content"] == "done two after 3"
-        assert other.ends()[-1]["seq"] == 8
+        assert other.ends()[-1]["content"] == "done two after 4"
+        stored = await store.load(session_id)
+        assert stored is not None
+        assert [m["content"] for m in stored.history if m["role"] == "user"] == [
+            "one",
+            "sleep 50",
+            "two",
+        ]
         assert (await store.load(session_id)).metadata == {"k": "v"}  # type: ignore[union-attr]
         nursery.cancel_scope.cancel()
 
@@ -370,3 +375,89 @@ def test_sweep_interval_and_idle_selection() -> None:
     assert sweep_interval(1800) == 5.0
     assert sweep_interval(0.1) == 0.02
     assert idle_expired([], 100.0, 10.0) == []
+
+
+async def dies_in_a_turn(
+    store: MemorySessionStore, session_id: str | None, content: str, message_id: str | None
+) -> str:
+    """A manager that takes the session, starts ``content`` and dies (cancelled, nothing saved
+    after the turn's start); the session's id."""
+    async with trio.open_nursery() as nursery:
+        manager = await start(nursery, store)
+        connection = FakeConnection()
+        if session_id is None:
+            session_id = await new_session(manager, connection)
+        else:
+            await say(manager, connection, ResumeSession(session_id))
+        await say(manager, connection, UserMessage(content, session_id, message_id))
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    return session_id
+
+
+async def test_a_message_sent_again_is_answered_once_and_stored_once(autojump_clock: Any) -> None:
+    store = MemorySessionStore()
+    async with trio.open_nursery() as nursery:
+        manager = await start(nursery, store)
+        connection = FakeConnection()
+        session_id = await new_session(manager, connection)
+        for _ in range(3):
+            await say(manager, connection, UserMessage("sleep 1", session_id, "m1"))
+        await trio.sleep(5)
+        assert [e["message_id"] for e in connection.ends()] == ["m1"]
+        stored = await store.load(session_id)
+        assert stored is not None
+        assert [m["role"] for m in stored.history] == ["user", "assistant"]
+        assert list(stored.message_ids) == ["m1"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_message_in_flight_at_two_worker_deaths_is_poisoned(autojump_clock: Any) -> None:
+    store = MemorySessionStore()
+    session_id = await dies_in_a_turn(store, None, "sleep 50", "bad")
+    async with trio.open_nursery() as nursery:  # the second worker resumes the turn, and dies
+        manager = await start(nursery, store)
+        connection = FakeConnection()
+        await say(manager, connection, ResumeSession(session_id))
+        await say(manager, connection, UserMessage("sleep 50", session_id, "bad"))  # sent again
+        await trio.sleep(1)
+        assert connection.events("agent.partial_answer")  # it runs again, once
+        nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as nursery:
+        manager = await start(nursery, store)
+        connection = FakeConnection()
+        await say(manager, connection, ResumeSession(session_id))
+        await say(manager, connection, UserMessage("sleep 50", session_id, "bad"))
+        await trio.sleep(60)
+        error = connection.ends()
+        assert [(e["event"], e.get("code"), e.get("message_id")) for e in error] == [
+            ("agent.error", "MESSAGE_POISONED", "bad")
+        ]
+        assert error[0]["recoverable"] is False
+        await say(manager, connection, UserMessage("fine", session_id, "ok"))
+        await trio.sleep(1)
+        assert connection.ends()[-1]["content"] == "done fine after 0"
+        stored = await store.load(session_id)
+        assert stored is not None
+        assert [m["content"] for m in stored.history] == ["fine", "done fine after 0"]
+        assert stored.open_turn is None
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_turn_without_message_id_lost_with_its_worker_is_worker_lost(
+    autojump_clock: Any,
+) -> None:
+    store = MemorySessionStore()
+    session_id = await dies_in_a_turn(store, None, "sleep 50", None)
+    async with trio.open_nursery() as nursery:
+        manager = await start(nursery, store)
+        connection = FakeConnection()
+        await say(manager, connection, ResumeSession(session_id))
+        events = connection.events()
+        assert [e["event"] for e in events][-2:] == ["agent.session_resumed", "agent.error"]
+        assert (events[-1]["code"], events[-1]["recoverable"]) == ("WORKER_LOST", True)
+        stored = await store.load(session_id)
+        assert stored is not None
+        assert stored.history == []
+        assert stored.open_turn is None
+        nursery.cancel_scope.cancel()

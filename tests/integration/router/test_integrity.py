@@ -1,0 +1,150 @@
+"""Issue 9: conversations stay exactly right through a storm of worker kills.
+
+Independent ``websockets`` clients talk through the router to agentvisor's own
+worker runtime (three replicas sharing one SQLite session store) while the
+workers are SIGKILLed one after another. Every turn must end exactly once at
+its client, and every session's stored history must be exactly the
+conversation its client had: each user message once, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from agentvisor.config.load import load_config
+from agentvisor.events import InstanceExited
+from agentvisor.supervise.spec import session_store_path
+from tests.integration.router.harness import client
+from tests.integration.router.supervised import agent_config, supervised
+
+SCRIPTED = Path(__file__).resolve().parents[2] / "agents" / "scripted.py"
+TURN_ENDS = ("agent.final_answer", "agent.error", "agent.cancelled")
+CLIENTS = 6
+TURNS = 6
+KILLS = 6
+
+
+async def converse(url: str, number: int, results: dict[int, dict[str, Any]]) -> None:
+    """One client's conversation: TURNS sleeping turns, each sent once, ends collected."""
+    ends: list[dict[str, Any]] = []
+    said: list[str] = []
+    session: str | None = None
+    async with client(url) as ws:
+        for turn in range(TURNS):
+            content = f"sleep:0.3{number}{turn}"
+            message: dict[str, Any] = {"event": "user.message", "content": content}
+            if session is not None:
+                message["session_id"] = session
+            await ws.send(message)
+            end = await ws.recv_until(lambda e: e.get("event") in TURN_ENDS, timeout=60)
+            ends.append(end)
+            if end["event"] == "agent.final_answer":
+                said.append(content)
+            session = session or end.get("session_id")
+        # Anything that came after the last end would be a duplicate: the socket stays quiet.
+        extra = list(ws.received[ws.received.index(ends[-1]) + 1 :])
+    results[number] = {
+        "session": session,
+        "ends": ends,
+        "said": said,
+        "received": ws.received,
+        "extra": extra,
+    }
+
+
+def stored_user_messages(store: str, session: str) -> list[str]:
+    with sqlite3.connect(store) as db:
+        rows = db.execute(
+            "SELECT body FROM messages WHERE session_id = ? ORDER BY idx", (session,)
+        ).fetchall()
+    history = [json.loads(body) for (body,) in rows]
+    return [m["content"] for m in history if m["role"] == "user"]
+
+
+async def test_issue_9_a_kill_storm_leaves_every_history_exactly_its_conversation(
+    tmp_path: Path,
+) -> None:
+    config = agent_config(tmp_path / "agentvisor.toml", replicas=3, agent_file=SCRIPTED)
+    store = session_store_path(load_config(config), "chat")
+    results: dict[int, dict[str, Any]] = {}
+    rng = random.Random(9)
+    async with supervised(config, failover_grace=15.0) as stack:
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                for number in range(CLIENTS):
+                    nursery.start_soon(converse, stack.url, number, results)
+                for _ in range(KILLS):
+                    await trio.sleep(0.7)  # a storm: the kills come while turns run
+                    table = stack.router.table
+                    serving = [i for i in stack.routable() if table.connections_of(i)]
+                    if serving:  # the busiest serving worker, ties broken at random
+                        rng.shuffle(serving)
+                        busiest = max(serving, key=table.connections_of)
+                        os.kill(stack.pid_of(busiest), signal.SIGKILL)
+                    await stack.wait(lambda: len(stack.routable()) >= 2)
+
+    assert stack.router.statistics().failovers >= CLIENTS  # each client moved at least once
+    for number, result in sorted(results.items()):
+        ends = result["ends"]
+        assert len(ends) == TURNS, (number, ends)
+        for end in ends:  # a turn ends with its answer, or a clear error; never cancelled
+            assert end["event"] != "agent.cancelled", (number, end)
+            if end["event"] == "agent.error":
+                assert end["code"] == "MESSAGE_POISONED", (number, end)
+        assert result["extra"] == [], (number, result["extra"])
+        turn_ends = [e for e in result["received"] if e.get("event") in TURN_ENDS]
+        assert len(turn_ends) == TURNS, (number, turn_ends)  # no end twice
+        seqs = [e["seq"] for e in result["received"] if "seq" in e]
+        assert len(seqs) == len(set(seqs)), (number, seqs)  # no event delivered twice
+        assert stored_user_messages(store, result["session"]) == result["said"], number
+
+
+POISON = Path(__file__).resolve().parents[2] / "agents" / "poison.py"
+
+
+async def test_issue_9_a_poison_message_costs_two_workers_and_one_clear_error(
+    tmp_path: Path,
+) -> None:
+    """The tool calls ``os._exit(3)`` on one input, sent once through the router."""
+    config = agent_config(tmp_path / "agentvisor.toml", replicas=2, agent_file=POISON)
+    store = session_store_path(load_config(config), "chat")
+    died: list[InstanceExited] = []
+
+    def count_exits(event: object) -> bool:
+        if isinstance(event, InstanceExited):
+            died.append(event)
+        return False
+
+    async with (
+        supervised(config, failover_grace=15.0) as stack,
+        stack.supervisor.bus.subscribe(count_exits),
+        client(stack.url) as bystander,
+        client(stack.url) as victim,
+    ):
+        calm = await bystander.ask("hello")
+        await victim.send({"event": "user.message", "content": "poison", "message_id": "p1"})
+        error = await victim.recv_until(lambda e: e.get("event") in TURN_ENDS, timeout=60)
+        with trio.fail_after(30):
+            await stack.wait(lambda: len(stack.routable()) == 2)
+        after = await bystander.ask("again", calm["session_id"])
+        fine = await victim.ask("fine", error["session_id"])
+
+    assert (error["event"], error["code"], error["message_id"]) == (
+        "agent.error",
+        "MESSAGE_POISONED",
+        "p1",
+    )
+    assert error["recoverable"] is False
+    assert len(died) == 2, died
+    assert after["content"] == "again has 5 characters"
+    assert fine["content"] == "fine has 4 characters"
+    assert stored_user_messages(store, calm["session_id"]) == ["hello", "again"]
+    assert stored_user_messages(store, error["session_id"]) == ["fine"]
