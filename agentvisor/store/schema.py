@@ -23,13 +23,14 @@ Tables, and why they look the way they do:
   the samples, updated as each sample is written (no batch job, no gap
   between the two), kept ``retention_days``. Charts with buckets of a minute
   or more read the minute table; finer ones read the raw samples.
-- ``logs``: worker lines; ``logs_fts``: an FTS5 index of their text,
-  external-content (the text is stored once, in ``logs``) and kept in step by
-  triggers, so a retention ``DELETE`` on ``logs`` also cleans the index.
-  Tokenizer ``trigram``: a search matches any substring of three characters
-  or more, case-insensitively, as grep would (``error`` finds
-  ``ConnectionError``), and works for text without spaces (Chinese,
-  identifiers, paths). Shorter terms fall back to ``LIKE`` (queries.py).
+- ``logs``: worker lines; ``logs_fts_0`` … ``logs_fts_3``: FTS5 indexes of
+  their text, external-content (the text is stored once, in ``logs``), filled
+  by triggers, one *generation* of lines each (``log_index``; since schema
+  2: log_index.py says why a retention ``DELETE`` on ``logs`` does not touch
+  them and how they are emptied instead). Tokenizer ``trigram``: a search
+  matches any substring of three characters or more, case-insensitively,
+  as grep would (``error`` finds ``ConnectionError``), and works for text
+  without spaces (Chinese, identifiers, paths). Shorter terms fall back to ``LIKE`` (queries.py).
   The price, measured by ``bench/store_flood.py``: about twice the index
   size of ``unicode61`` and under half its write rate (thousands of lines
   per second rather than tens of thousands); a worker's log files keep
@@ -48,6 +49,7 @@ import pathlib
 import sqlite3
 
 from agentvisor.errors import AgentvisorError
+from agentvisor.store import log_index
 
 #: How long a connection waits for a lock (the WAL checkpoint, a second daemon) before failing.
 BUSY_TIMEOUT_MS = 5000
@@ -162,6 +164,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX connections_by_id ON connections(id);
     CREATE INDEX connections_by_service ON connections(service, key);
     """,
+    # 2: the log index in generations, emptied whole (log_index.py).
+    log_index.schema(),
 ]
 
 #: The version this code writes and reads.
@@ -206,6 +210,9 @@ def _configure_writer(conn: sqlite3.Connection, wal_max_bytes: int) -> None:
     if str(mode).lower() != "wal":
         raise StoreUnavailable(f"the state store needs WAL mode, SQLite gave {mode!r}")
     conn.execute("PRAGMA synchronous = NORMAL")
+    # Debian builds SQLite with secure_delete on: every freed page would be zeroed, i.e.
+    # written to the WAL again (half of the WAL a deletion of old lines wrote, measured).
+    conn.execute("PRAGMA secure_delete = FAST")
     conn.execute(f"PRAGMA journal_size_limit = {int(wal_max_bytes)}")
     page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
     pages = min(1000, max(100, int(wal_max_bytes) // page_size))  # SQLite's default: 1000

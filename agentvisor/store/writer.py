@@ -75,6 +75,10 @@ USED_SHARE = 0.5
 #: Share of the file cap the WAL may take (at least ``MIN_WAL_BYTES``).
 WAL_SHARE = 0.1
 MIN_WAL_BYTES = 512 * 1024
+#: WAL bytes a transaction may write per row it inserts or deletes, at most: a batch of
+#: worker lines writes ~300 bytes a line (row, index, full-text postings), so a quarter of
+#: the WAL's share is left for the full-text index's merges and the pages around them.
+WAL_BYTES_PER_ROW = 1200
 #: ``[supervisor] store_log_lines_per_second``'s default, per service; bursts of ten seconds' worth.
 DEFAULT_LOG_LINES_PER_SECOND = 1000.0
 LOG_BURST_SECONDS = 10.0
@@ -110,15 +114,20 @@ class StateStore(StoreReader):
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(path, clock=clock)
+        db_bytes = int(max_file_bytes * USED_SHARE) if max_db_bytes is None else max_db_bytes
+        self.wal_max_bytes = max(MIN_WAL_BYTES, int(max_file_bytes * WAL_SHARE))
+        # Every transaction's pages pass through the WAL, so a batch or a retention step
+        # must stay well under its share: about 300 bytes a line, written or deleted.
+        transaction_rows = max(100, self.wal_max_bytes // WAL_BYTES_PER_ROW)
         self.policy = retention.Policy(
             retention_days=retention_days,
             max_rows={**retention.DEFAULT_MAX_ROWS, **(max_rows or {}), "logs": max_log_rows},
-            max_db_bytes=int(max_file_bytes * USED_SHARE) if max_db_bytes is None else max_db_bytes,
+            max_db_bytes=db_bytes,
             raw_metrics_seconds=raw_metrics_seconds,
+            chunk_rows=min(retention.CHUNK_ROWS, transaction_rows),
         )
-        self.wal_max_bytes = max(MIN_WAL_BYTES, int(max_file_bytes * WAL_SHARE))
-        # A batch is one transaction: a small cap needs small ones (~4 KB a line, indexed).
-        self._batch_rows = max(100, min(MAX_BATCH_ROWS, self.policy.max_db_bytes // 4000))
+        self._batch_rows = min(MAX_BATCH_ROWS, transaction_rows)
+        self._vacuum_pages = max(16, self.wal_max_bytes // (4 * 4096))
         self._sampler = LogSampler(
             log_lines_per_second, max(1.0, log_lines_per_second * LOG_BURST_SECONDS)
         )
@@ -155,7 +164,7 @@ class StateStore(StoreReader):
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(FLUSH_TIMEOUT):
                     while len(self._backlog):
-                        await self._handle(self._backlog.take(MAX_BATCH_ROWS))
+                        await self._handle(self._backlog.take(self._batch_rows))
                 for control in self._backlog.close():
                     control.done.set()  # nothing more will be written: do not leave them waiting
                 with trio.move_on_after(CLOSE_TIMEOUT):
@@ -212,7 +221,9 @@ class StateStore(StoreReader):
         conn = self._require_conn()
         try:
             result = await self._in_writer(retention.step, conn, self.policy, self.clock())
-            await self._in_writer(retention.compact, conn, checkpoint=not result.more)
+            await self._in_writer(
+                retention.compact, conn, checkpoint=not result.more, max_pages=self._vacuum_pages
+            )
         except sqlite3.Error as error:
             self._log_error("state store retention failed: %s", error)
             return False
