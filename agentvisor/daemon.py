@@ -100,6 +100,12 @@ class Daemon:
                     log_lines_per_second=config.supervisor.store_log_lines_per_second,
                 )
                 await outer.start(self.store.run)
+                recovered = await self.store.recover_config_writes()
+                if recovered:
+                    log.warning(
+                        "recovered %d audit entries of config edits cut off by the last stop",
+                        recovered,
+                    )
                 await outer.start(self.store.consume, self.bus)
                 async with trio.open_nursery() as nursery:
                     await self._run_parts(nursery, launcher, signals, task_status)

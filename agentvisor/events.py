@@ -62,6 +62,9 @@ class OperatorAction:
     message: str
     at: float
     kind: str = "operator.action"
+    #: Intent records of the config write this action made (store/intents.py): the
+    #: store deletes them with the entry, so a kill in between cannot lose it.
+    intents: tuple[int, ...] = attrs.field(default=(), metadata={"internal": True})
 
 
 @attrs.frozen
@@ -260,4 +263,5 @@ class EventBus:
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
-    return attrs.asdict(event)
+    """The event as the live stream sends it (fields marked internal left out)."""
+    return attrs.asdict(event, filter=lambda field, _value: not field.metadata.get("internal"))

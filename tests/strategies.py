@@ -568,3 +568,20 @@ def config_edits(draw: st.DrawFn, config: Config) -> ConfigEdit:
             routes[index] = attrs.evolve(routes[index], **changes)
     expected = attrs.evolve(config, agents=agents, routes=tuple(routes))
     return ConfigEdit(kind, name, payload, expected)
+
+
+@st.composite
+def config_write_histories(draw: st.DrawFn) -> tuple[list[Any], int, int]:
+    """Edits of one file, each an intent ``old → new`` (store/intents.py): (the pending
+    intents, how many edits reached the file, how many of those wrote their entry)."""
+    from agentvisor.store.intents import Intent
+
+    edits = draw(st.integers(0, 6))
+    landed = draw(st.integers(max(0, edits - 1), edits))  # a kill may cut off the last rename
+    completed = draw(st.integers(0, landed))  # entries come in order; the rest are pending
+    versions = [f"v{index}" for index in range(edits + 1)]
+    pending = [
+        Intent(index + 1, "/etc/agentvisor.toml", versions[index], versions[index + 1])
+        for index in range(completed, edits)
+    ]
+    return pending, landed, completed

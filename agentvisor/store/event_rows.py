@@ -94,6 +94,7 @@ def rows_for_event(event: Event) -> list[WriteItem]:
                     source=event.source,
                     outcome=event.outcome,
                     message=event.message,
+                    intents=event.intents,
                 )
             ]
         case ConfigReloaded():

@@ -38,6 +38,8 @@ class EventRow:
     outcome: str | None = None
     message: str = ""
     details: dict[str, Any] = attrs.field(factory=dict)
+    #: Intent records (config_journal.py) this entry completes: deleted with its insert.
+    intents: tuple[int, ...] = ()
 
 
 @attrs.frozen
@@ -169,6 +171,7 @@ def write_batch(
     minutes: list[tuple[Any, ...]] = []
     logs: list[tuple[Any, ...]] = []
     closed: list[tuple[Any, ...]] = []
+    completed: list[tuple[int]] = []
     with transaction(conn):
 
         def key(name: str) -> int:
@@ -194,6 +197,7 @@ def write_batch(
                 value = item.value
                 minutes.append((item.metric.value, minute, service, item.replica) + (value,) * 3)
             elif isinstance(item, EventRow):
+                completed.extend((intent,) for intent in item.intents)
                 events.append(
                     (
                         item.at,
@@ -233,6 +237,8 @@ def write_batch(
         ):
             if rows:
                 conn.executemany(sql, rows)
+        if completed:
+            conn.executemany("DELETE FROM config_intents WHERE id = ?", completed)
         if after is not None:
             after(conn)
 

@@ -37,6 +37,8 @@ Tables, and why they look the way they do:
   every line anyway, the store keeps what it can and counts the rest.
   ``columnsize=0``: we never rank by bm25, so the per-row sizes are not kept.
 - ``connections``: closed router connections.
+- ``config_intents``: API edits of agentvisor.toml between the file's rename
+  and their audit entry (intents.py), so a kill -9 in between loses no entry.
 
 Rows are appended in time order, so the integer primary key doubles as a time
 index: retention deletes old rows by key range from the oldest end
@@ -49,7 +51,7 @@ import pathlib
 import sqlite3
 
 from agentvisor.errors import AgentvisorError
-from agentvisor.store import log_index
+from agentvisor.store import config_journal, log_index
 
 #: How long a connection waits for a lock (the WAL checkpoint, a second daemon) before failing.
 BUSY_TIMEOUT_MS = 5000
@@ -166,6 +168,8 @@ MIGRATIONS: list[str] = [
     """,
     # 2: the log index in generations, emptied whole (log_index.py).
     log_index.schema(),
+    # 3: intent records of config writes (config_journal.py, intents.py).
+    config_journal.SCHEMA,
 ]
 
 #: The version this code writes and reads.

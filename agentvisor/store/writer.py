@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import trio
 
 from agentvisor.events import EventBus
-from agentvisor.store import retention
+from agentvisor.store import config_journal, retention
 from agentvisor.store.backlog import Backlog, Closed, Control, Taken
 from agentvisor.store.event_rows import rows_for_event
 from agentvisor.store.inserts import (
@@ -367,6 +367,39 @@ class StateStore(StoreReader):
         except Closed:
             raise StoreUnavailable("the state store is not running") from None
         await control.done.wait()
+
+    async def begin_config_write(
+        self,
+        path: str,
+        old: bytes | None,
+        new: bytes,
+        *,
+        action: str,
+        target: str,
+        source: str,
+        message: str,
+    ) -> int:
+        """Record, committed before returning, that ``path`` becomes ``new`` with this audit
+        entry to follow; the entry's ``intents`` complete it (config_journal.py)."""
+        conn = self._require_conn()
+        entry = EventRow(
+            self.clock(),
+            "operator.action",
+            target or None,
+            None,
+            action,
+            None,
+            None,
+            source,
+            "ok",
+            message,
+        )
+        return await self._in_writer(config_journal.insert_intent, conn, path, old, new, entry)
+
+    async def recover_config_writes(self) -> int:
+        """At start-up: audit entries of config writes a kill cut off (intents.py)."""
+        conn = self._require_conn()
+        return await self._in_writer(config_journal.recover, conn, self._services, self.clock())
 
     async def service_id(self, name: str) -> str:
         """The stable UUID of service ``name``, created on first use."""
