@@ -97,7 +97,11 @@ def generations(conn: sqlite3.Connection) -> list[Generation]:
 
 
 def _id_range(conn: sqlite3.Connection) -> tuple[int, int] | None:
-    low, high = conn.execute("SELECT min(id), max(id) FROM logs").fetchone()
+    # Two subqueries: SQLite answers a lone min() or max() from the key's b-tree, but
+    # "SELECT min(id), max(id)" scans the table (a third of agentvisor's CPU in a flood).
+    low, high = conn.execute(
+        "SELECT (SELECT min(id) FROM logs), (SELECT max(id) FROM logs)"
+    ).fetchone()
     return None if low is None else (int(low), int(high))
 
 
