@@ -96,8 +96,16 @@ class Daemon:
                 self.store = StateStore(
                     os.path.join(state_dir(config), "state.db"),
                     retention_days=config.supervisor.retention_days,
+                    max_file_bytes=int(config.supervisor.store_max_mb * 1024 * 1024),
+                    log_lines_per_second=config.supervisor.store_log_lines_per_second,
                 )
                 await outer.start(self.store.run)
+                recovered = await self.store.recover_config_writes()
+                if recovered:
+                    log.warning(
+                        "recovered %d audit entries of config edits cut off by the last stop",
+                        recovered,
+                    )
                 await outer.start(self.store.consume, self.bus)
                 async with trio.open_nursery() as nursery:
                     await self._run_parts(nursery, launcher, signals, task_status)

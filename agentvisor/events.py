@@ -65,6 +65,9 @@ class OperatorAction:
     #: Structured facts behind the message (an autoscaler decision's signals), stored as
     #: the audit row's ``details``.
     details: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    #: Intent records of the config write this action made (store/intents.py): the
+    #: store deletes them with the entry, so a kill in between cannot lose it.
+    intents: tuple[int, ...] = attrs.field(default=(), metadata={"internal": True})
 
 
 @attrs.frozen
@@ -263,4 +266,5 @@ class EventBus:
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
-    return attrs.asdict(event)
+    """The event as the live stream sends it (fields marked internal left out)."""
+    return attrs.asdict(event, filter=lambda field, _value: not field.metadata.get("internal"))

@@ -17,7 +17,7 @@ other load on the machine fall on all alike:
 
 - ``trigram``: the shipped schema (FTS5, trigram tokenizer);
 - ``unicode61``: the same index with the unicode61 (word) tokenizer;
-- ``none``: no full-text indexing (the triggers dropped, ``logs_fts`` left empty).
+- ``none``: no full-text indexing (the triggers dropped, ``logs_fts_*`` left empty).
 
 A second table does the same with ``--cap`` as ``max_log_rows``, so the
 writer deletes (and un-indexes) as many lines as it adds: the steady state of
@@ -68,25 +68,26 @@ WORDS = [
 
 def _prepare(path: str, variant: str) -> None:
     """Create the schema, then swap or drop the full-text index for the variant."""
+    from agentvisor.store.log_index import TABLES
     from agentvisor.store.schema import open_writer
 
     conn = open_writer(path)
-    if variant != "trigram":
-        # The (then empty) index stays for "none": retention's merge commands expect it.
-        conn.executescript("DROP TRIGGER logs_fts_insert; DROP TRIGGER logs_fts_delete;")
-    if variant == "unicode61":
-        conn.executescript(
-            """
-            DROP TABLE logs_fts;
-            CREATE VIRTUAL TABLE logs_fts USING fts5(
-                text, content='logs', content_rowid='id', tokenize='unicode61', columnsize=0);
-            CREATE TRIGGER logs_fts_insert AFTER INSERT ON logs BEGIN
-                INSERT INTO logs_fts(rowid, text) VALUES (new.id, new.text);
-            END;
-            CREATE TRIGGER logs_fts_delete AFTER DELETE ON logs BEGIN
-                INSERT INTO logs_fts(logs_fts, rowid, text) VALUES ('delete', old.id, old.text);
-            END;
-            """
+    for table in TABLES:
+        if variant != "trigram":  # the (then empty) tables stay: retention empties them
+            conn.execute(f"DROP TRIGGER {table}_insert")
+        if variant == "unicode61":
+            conn.executescript(
+                f"""
+                DROP TABLE {table};
+                CREATE VIRTUAL TABLE {table} USING fts5(
+                    text, content='logs', content_rowid='id', tokenize='unicode61',
+                    columnsize=0);
+                """
+            )
+    if variant == "unicode61":  # one generation is enough for the comparison
+        conn.execute(
+            f"CREATE TRIGGER unicode61_insert AFTER INSERT ON logs BEGIN "
+            f"INSERT INTO {TABLES[0]}(rowid, text) VALUES (new.id, new.text); END"
         )
     conn.close()
 

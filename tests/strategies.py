@@ -85,6 +85,8 @@ def _supervisor(draw: st.DrawFn) -> SupervisorConfig:
         log_format=draw(st.sampled_from(LogFormat)),
         shutdown_timeout=draw(_positive_seconds),
         retention_days=draw(_positive_seconds),
+        store_max_mb=draw(st.floats(1.0, 1e6, allow_nan=False)),
+        store_log_lines_per_second=draw(_positive_seconds),
         forward_worker_output=draw(st.booleans()),
     )
 
@@ -566,3 +568,20 @@ def config_edits(draw: st.DrawFn, config: Config) -> ConfigEdit:
             routes[index] = attrs.evolve(routes[index], **changes)
     expected = attrs.evolve(config, agents=agents, routes=tuple(routes))
     return ConfigEdit(kind, name, payload, expected)
+
+
+@st.composite
+def config_write_histories(draw: st.DrawFn) -> tuple[list[Any], int, int]:
+    """Edits of one file, each an intent ``old → new`` (store/intents.py): (the pending
+    intents, how many edits reached the file, how many of those wrote their entry)."""
+    from agentvisor.store.intents import Intent
+
+    edits = draw(st.integers(0, 6))
+    landed = draw(st.integers(max(0, edits - 1), edits))  # a kill may cut off the last rename
+    completed = draw(st.integers(0, landed))  # entries come in order; the rest are pending
+    versions = [f"v{index}" for index in range(edits + 1)]
+    pending = [
+        Intent(index + 1, "/etc/agentvisor.toml", versions[index], versions[index + 1])
+        for index in range(completed, edits)
+    ]
+    return pending, landed, completed

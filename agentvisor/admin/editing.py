@@ -20,11 +20,16 @@ never promises what is not running.
 
 Every attempt is an operator action in the audit log, with its source
 (``api``, ``cli``, ``console``) and its outcome, rejected ones included.
+Before the file is renamed, the entry a success will make is recorded as an
+intent in the store (:class:`AuditIntent`); the entry deletes it when it is
+written, and a start-up after a kill in between writes it from the intent
+(store/intents.py).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -35,6 +40,7 @@ import trio
 from agentvisor.config.diff import plan_reload
 from agentvisor.errors import AgentvisorError
 from agentvisor.events import OperatorAction
+from agentvisor.store.schema import StoreUnavailable
 from agentvisor.supervise.supervisor import ReloadResult
 
 log = logging.getLogger("agentvisor.admin")
@@ -43,6 +49,7 @@ if TYPE_CHECKING:
     from agentvisor.admin.app import AdminDeps
     from agentvisor.config.model import Config
     from agentvisor.config.persist import ConfigEditor
+    from agentvisor.store.writer import StateStore
     from agentvisor.supervise.supervisor import Supervisor
 
 #: Default bound on waiting for the rolling restarts an edit causes.
@@ -66,11 +73,45 @@ def require_editor(deps: AdminDeps) -> ConfigEditor:
 
 
 def publish_action(
-    deps: AdminDeps, action: str, target: str, source: str, outcome: str, message: str
+    deps: AdminDeps,
+    action: str,
+    target: str,
+    source: str,
+    outcome: str,
+    message: str,
+    intents: tuple[int, ...] = (),
 ) -> None:
     deps.supervisor.bus.publish(
-        OperatorAction(action, target, source, outcome, message, time.time())
+        OperatorAction(action, target, source, outcome, message, time.time(), intents=intents)
     )
+
+
+@attrs.define
+class AuditIntent:
+    """The config editor's journal: an intent record in the store before each write."""
+
+    store: StateStore
+    action: str
+    target: str
+    source: str
+    message: str
+    ids: list[int] = attrs.field(factory=list)
+
+    async def before_write(self, path: str, old: bytes | None, new: bytes) -> None:
+        try:
+            intent = await self.store.begin_config_write(
+                path,
+                old,
+                new,
+                action=self.action,
+                target=self.target,
+                source=self.source,
+                message=self.message,
+            )
+        except (StoreUnavailable, sqlite3.Error) as error:  # the edit goes on without it
+            log.warning("could not record the intent of a config write: %s", error)
+            return
+        self.ids.append(intent)
 
 
 @attrs.frozen
@@ -98,8 +139,13 @@ async def edit_and_apply(
     was and the running system untouched. Rolling restarts the edit causes
     are waited for up to ``timeout``; they go on in the supervisor after it.
     """
-    editor = require_editor(deps)
+    plain = editor = require_editor(deps)
     supervisor = deps.supervisor
+    journal = None
+    if deps.store is not None:  # the restore below is not journaled: it undoes, not changes
+        journal = AuditIntent(deps.store, action, target, source, describe)
+        editor = plain.with_journal(journal)
+    intents = () if journal is None else journal.ids  # read when the entry is published
     finished = trio.Event()
     results: list[ReloadResult] = []
     failures: list[AgentvisorError] = []
@@ -130,14 +176,14 @@ async def edit_and_apply(
                     nursery.start_soon(apply, config)
                     await _taken_up(supervisor, config, finished)
                     if failures:
-                        await _restore(editor, before)
+                        await _restore(plain, before)
                         rejected = failures[0]
         if rejected is None:
             with trio.move_on_after(timeout):
                 await finished.wait()
         nursery.cancel_scope.cancel()  # stop waiting; the supervisor's work goes on
     if rejected is not None:
-        publish_action(deps, action, target, source, "rejected", rejected.message)
+        publish_action(deps, action, target, source, "rejected", rejected.message, tuple(intents))
         raise rejected
     if results:
         applied = Applied(results[0], True)
@@ -148,7 +194,8 @@ async def edit_and_apply(
     message = describe if not result.failed else f"{describe}; {result.describe()}"
     if not applied.settled:
         message += f"; rolling restarts still running after {timeout:g}s"
-    publish_action(deps, action, target, source, "failed" if result.failed else "ok", message)
+    outcome = "failed" if result.failed else "ok"
+    publish_action(deps, action, target, source, outcome, message, tuple(intents))
     return applied
 
 

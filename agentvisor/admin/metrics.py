@@ -27,11 +27,14 @@ Metric names (labels in braces):
   ``agentvisor_router_connections_accepted_total``, ``agentvisor_router_bytes_total{direction}``,
   ``agentvisor_router_messages_total{direction}``,
   ``agentvisor_router_routing_failures_total``, ``agentvisor_router_refused_total{code}``,
-  ``agentvisor_router_failovers_total{outcome}``.
+  ``agentvisor_router_failovers_total{outcome}``;
+  ``direction`` is ``in`` (client to agent) or ``out`` (agent to client).
+- with a store: ``agentvisor_store_log_lines_written_total``,
+  ``agentvisor_store_log_lines_sampled_out_total``, ``agentvisor_store_dropped_total``,
+  ``agentvisor_store_file_bytes``.
 - for autoscaled agents, from the last decision: ``agentvisor_autoscaler_signal{service,signal}``
   (sessions, turns, cpu_percent, waiting_clients) and
-  ``agentvisor_autoscaler_wanted_replicas{service,signal}`` (the count each signal asks for)
-  ``direction`` is ``in`` (client to agent) or ``out`` (agent to client).
+  ``agentvisor_autoscaler_wanted_replicas{service,signal}`` (the count each signal asks for).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from agentvisor.events import Event, EventBus, HealthCheckCompleted
 if TYPE_CHECKING:
     from agentvisor.admin.app import AdminDeps
     from agentvisor.admin.stream import StreamCounters
+    from agentvisor.store.records import StoreStatistics
     from agentvisor.supervise.registry import ServiceView
 
 #: supervisord's states (``supervise/states.py``): every instance has one 1 among them.
@@ -189,6 +193,9 @@ class AgentvisorCollector(Collector):
         router = self.deps.router
         if router is not None:
             yield from router_families(router.statistics())
+        store = self.deps.store
+        if store is not None:
+            yield from store_families(store.statistics())
 
     def _process(self) -> Iterator[Metric]:
         deps = self.deps
@@ -372,6 +379,28 @@ def router_families(stats: RouterStatistics) -> Iterator[Metric]:
     failovers.add_metric(["ok"], stats.failovers)
     failovers.add_metric(["failed"], stats.failover_failures)
     yield failovers
+
+
+def store_families(stats: StoreStatistics) -> Iterator[Metric]:
+    """The state store's counters, from one ``statistics()`` snapshot."""
+    yield CounterMetricFamily(
+        "agentvisor_store_log_lines_written",
+        "Worker lines written to the store",
+        stats.log_lines_written,
+    )
+    yield CounterMetricFamily(
+        "agentvisor_store_log_lines_sampled_out",
+        "Worker lines over their agent's store_log_lines_per_second (kept by the log files only)",
+        stats.log_sampled_out,
+    )
+    yield CounterMetricFamily(
+        "agentvisor_store_dropped",
+        "Rows the store's queue dropped (full, or the store closed)",
+        stats.dropped,
+    )
+    yield GaugeMetricFamily(
+        "agentvisor_store_file_bytes", "state.db plus its WAL on disk", stats.file_bytes
+    )
 
 
 def metrics_blueprint(deps: AdminDeps, streams: StreamCounters) -> Blueprint:

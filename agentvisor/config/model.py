@@ -107,6 +107,8 @@ class SupervisorConfig:
     log_format: LogFormat = LogFormat.TEXT
     shutdown_timeout: float = field(default=30.0, validator=gt(0.0))
     retention_days: float = field(default=7.0, validator=gt(0.0))
+    store_max_mb: float = field(default=512.0, validator=ge(1.0))
+    store_log_lines_per_second: float = field(default=1000.0, validator=gt(0.0))
     forward_worker_output: bool = False
 
 

@@ -20,6 +20,9 @@ then write it by rename. The caller applies the returned :class:`Config`.
   editor), the edit is redone on the new text rather than overwriting it.
 - OS errors become :class:`ConfigWriteFailed` with a one-line message; the
   file is then as it was.
+- An editor made by :meth:`ConfigEditor.with_journal` tells its journal the
+  old and new bytes before each rename (the audit log's intent record, so a
+  kill between the rename and the audit entry loses nothing: store/intents.py).
 
 Blocking calls (read, write, fsync) run in a worker thread. A cancelled edit
 may still have landed in the file; the next reload applies it.
@@ -28,11 +31,12 @@ may still have landed in the file; the next reload applies it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import stat
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -42,10 +46,15 @@ from agentvisor.config.load import parse_config
 from agentvisor.config.model import Config
 from agentvisor.errors import ConfigInvalid, ConfigIssue, ConfigWriteFailed
 
-__all__ = ["ConfigEditor"]
+__all__ = ["ConfigEditor", "WriteJournal"]
 
 #: How often an edit is redone when the file keeps changing under it.
 _ATTEMPTS = 3
+
+
+class WriteJournal(Protocol):
+    async def before_write(self, path: str, old: bytes | None, new: bytes) -> None:
+        """Called before ``path`` is replaced by ``new``; may raise to stop the write."""
 
 
 class _ChangedOnDisk(Exception):
@@ -70,6 +79,13 @@ class ConfigEditor:
         self._env = env
         self._check = check
         self._lock = trio.Lock()
+        self._journal: WriteJournal | None = None
+
+    def with_journal(self, journal: WriteJournal) -> ConfigEditor:
+        """This editor (same file, same lock) telling ``journal`` before each write."""
+        journaled = copy.copy(self)
+        journaled._journal = journal
+        return journaled
 
     async def register_agent(self, name: str, settings: Mapping[str, Any]) -> Config:
         """Add ``[agents.NAME]`` (``ServiceAlreadyExists`` if it is there)."""
@@ -115,10 +131,13 @@ class ConfigEditor:
                 if new_text == text:
                     return config
                 if self._check is not None:
-                    old = self._validate(text)
-                    issues = await trio.to_thread.run_sync(self._check, old, config)
+                    running = self._validate(text)
+                    issues = await trio.to_thread.run_sync(self._check, running, config)
                     if issues:
                         raise ConfigInvalid([_unlocated(issue) for issue in issues])
+                if self._journal is not None:
+                    old = text.encode("utf-8")
+                    await self._journal.before_write(self.path, old, new_text.encode("utf-8"))
                 try:
                     await trio.to_thread.run_sync(self._write, text, new_text)
                 except _ChangedOnDisk:

@@ -95,6 +95,7 @@ def rows_for_event(event: Event) -> list[WriteItem]:
                     outcome=event.outcome,
                     message=event.message,
                     details=dict(event.details),
+                    intents=event.intents,
                 )
             ]
         case ConfigReloaded():

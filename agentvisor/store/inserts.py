@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from agentvisor.store.records import ConnectionRecord, Metric
-from agentvisor.supervise.logs import LogLine
+from agentvisor.supervise.logs import LogChunk, LogLine
 
 #: Rough bytes a queued row costs beyond its text (object headers, floats, the tuple).
 ROW_OVERHEAD_BYTES = 200
@@ -38,6 +38,8 @@ class EventRow:
     outcome: str | None = None
     message: str = ""
     details: dict[str, Any] = attrs.field(factory=dict)
+    #: Intent records (config_journal.py) this entry completes: deleted with its insert.
+    intents: tuple[int, ...] = ()
 
 
 @attrs.frozen
@@ -62,7 +64,7 @@ class MetricRow:
 
 @attrs.frozen
 class LogBatch:
-    lines: Sequence[LogLine]
+    lines: Sequence[LogLine]  # usually one LogChunk: its lines are never made one by one
 
 
 WriteItem = EventRow | HealthRow | MetricRow | LogBatch | ConnectionRecord
@@ -75,7 +77,10 @@ def item_rows(item: WriteItem) -> int:
 def item_bytes(item: WriteItem) -> int:
     """What an item is charged against the queue's byte budget (an estimate, not exact)."""
     if isinstance(item, LogBatch):
-        return sum(len(line.text) for line in item.lines) + ROW_OVERHEAD_BYTES * len(item.lines)
+        lines = item.lines
+        if isinstance(lines, LogChunk):
+            return lines.text_bytes + ROW_OVERHEAD_BYTES * len(lines)
+        return sum(len(line.text) for line in lines) + ROW_OVERHEAD_BYTES * len(lines)
     if isinstance(item, EventRow):
         return ROW_OVERHEAD_BYTES + len(item.message) + 64 * len(item.details)
     if isinstance(item, ConnectionRecord):
@@ -166,13 +171,21 @@ def write_batch(
     minutes: list[tuple[Any, ...]] = []
     logs: list[tuple[Any, ...]] = []
     closed: list[tuple[Any, ...]] = []
+    completed: list[tuple[int]] = []
     with transaction(conn):
 
         def key(name: str) -> int:
             return services.key(conn, name, now)
 
         for item in items:
-            if isinstance(item, LogBatch):
+            if isinstance(item, LogBatch) and isinstance(item.lines, LogChunk):
+                chunk = item.lines
+                head = (chunk.at, key(chunk.service), chunk.replica, chunk.stream)
+                logs.extend(
+                    (*head, seq, text)
+                    for seq, text in enumerate(chunk.texts, start=chunk.first_seq)
+                )
+            elif isinstance(item, LogBatch):
                 logs.extend(
                     (line.at, key(line.service), line.replica, line.stream, line.seq, line.text)
                     for line in item.lines
@@ -184,6 +197,7 @@ def write_batch(
                 value = item.value
                 minutes.append((item.metric.value, minute, service, item.replica) + (value,) * 3)
             elif isinstance(item, EventRow):
+                completed.extend((intent,) for intent in item.intents)
                 events.append(
                     (
                         item.at,
@@ -223,6 +237,8 @@ def write_batch(
         ):
             if rows:
                 conn.executemany(sql, rows)
+        if completed:
+            conn.executemany("DELETE FROM config_intents WHERE id = ?", completed)
         if after is not None:
             after(conn)
 

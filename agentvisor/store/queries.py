@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import attrs
 
 from agentvisor.errors import InvalidRequest
+from agentvisor.store import log_index
 from agentvisor.store.records import (
     ConnectionRecord,
     EventRecord,
@@ -279,25 +280,17 @@ def _log(row: Sequence[Any]) -> LogRecord:
 def search_logs(
     conn: sqlite3.Connection, query: str, service: str | None, limit: int
 ) -> list[LogRecord]:
-    """The newest ``limit`` lines containing every term of ``query``, newest first."""
+    """The newest ``limit`` lines containing every term of ``query``, newest first.
+
+    Indexed terms search the log index's generations newest first (their id
+    ranges do not overlap), each in rowid order, until ``limit`` lines are found.
+    """
     terms = search_terms(query)
     if not terms or limit <= 0:
         return []
     indexed = [term for term in terms if len(term) >= MIN_INDEXED_TERM_CHARS]
     where: list[str] = []
     params: list[Any] = []
-    if indexed:
-        source = (
-            "FROM logs_fts f JOIN logs l ON l.id = f.rowid JOIN services s ON s.key = l.service"
-        )
-        where.append("logs_fts MATCH ?")
-        params.append(" ".join(fts_phrase(term) for term in indexed))
-        order = " ORDER BY f.rowid DESC LIMIT ?"
-    else:
-        source = "FROM logs l JOIN services s ON s.key = l.service"
-        where.append("l.id > (SELECT coalesce(max(id), 0) FROM logs) - ?")
-        params.append(SHORT_QUERY_SCAN_ROWS)
-        order = " ORDER BY l.id DESC LIMIT ?"
     if service is not None:
         where.append(_service_key_filter("l.service"))
         params.append(service)
@@ -305,7 +298,25 @@ def search_logs(
         if len(term) < MIN_INDEXED_TERM_CHARS:
             where.append("l.text LIKE ? ESCAPE '\\'")
             params.append(like_pattern(term))
-    rows = conn.execute(_LOG_COLUMNS + source + _where(where) + order, (*params, bounded(limit)))
+    wanted = bounded(limit)
+    rows: list[Sequence[Any]] = []
+    if indexed:
+        match = " ".join(fts_phrase(term) for term in indexed)
+        for gen in log_index.generations(conn):
+            source = (
+                f"FROM {gen.table} f JOIN logs l ON l.id = f.rowid "
+                "JOIN services s ON s.key = l.service"
+            )
+            clauses = [f"{gen.table} MATCH ?", *where]
+            sql = _LOG_COLUMNS + source + _where(clauses) + " ORDER BY f.rowid DESC LIMIT ?"
+            rows.extend(conn.execute(sql, (match, *params, wanted - len(rows))))
+            if len(rows) >= wanted:
+                break
+    else:
+        source = "FROM logs l JOIN services s ON s.key = l.service"
+        clauses = ["l.id > (SELECT coalesce(max(id), 0) FROM logs) - ?", *where]
+        sql = _LOG_COLUMNS + source + _where(clauses) + " ORDER BY l.id DESC LIMIT ?"
+        rows.extend(conn.execute(sql, (SHORT_QUERY_SCAN_ROWS, *params, wanted)))
     return [attrs.evolve(_log(row), highlights=highlight_spans(row[6], terms)) for row in rows]
 
 

@@ -121,10 +121,13 @@ class StoreStatistics:
     queued_bytes: int  # their estimated size, bounded by ``max_queued_bytes``
     peak_queued_bytes: int  # the most ``queued_bytes`` has been
     written: int  # rows written (log lines, events, checks, samples, connections)
+    log_lines_written: int  # of which worker lines
+    log_sampled_out: int  # worker lines over their service's rate, kept by the log files only
     dropped: int  # rows refused because the queue was full or the store closed
     failed: int  # rows lost to a failed transaction (disk full, I/O error)
     batches: int
     bus_dropped: int  # events the bus dropped because ``consume`` fell behind
     retention_runs: int
-    db_bytes: int  # pages in use, at the last retention run
+    db_bytes: int  # pages in use, at the last retention step
+    file_bytes: int  # state.db plus its WAL on disk, at the last retention step
     running: bool

@@ -15,15 +15,15 @@ How the size stays bounded:
 2. Row caps: each table keeps at most ``max_rows[table]`` rows, the newest.
    The log cap is also applied after every batch that wrote lines (inside
    its transaction), so ``logs`` never holds more than the cap.
-3. File size: when the pages in use exceed ``max_db_bytes``, the log index
-   is merged (deleted lines leave delete markers in it until then), then the
-   oldest rows are deleted, logs first (the table that grows with a chatty
-   worker), then the other history, ten percent of a table per step.
-4. The log index: deleting a line leaves a delete marker in the FTS5 index
-   until segments merge, so every deletion of lines is followed by a merge
-   of a size proportional to it (``_tidy_log_index``); without it a flood at
-   the cap grew the index to six times its live size.
-5. Deleted pages return to a free list that new rows reuse; with many free
+3. File size: when the pages in use exceed ``max_db_bytes``, the oldest
+   lines go, a generation of the log index at a time (log_index.py), then
+   the other history, ten percent of a table per step.
+4. The log index is never cleaned line by line: FTS5 delete markers would
+   grow it to several times its live size. Its generations are emptied
+   whole once their lines are gone (log_index.py).
+5. Every step is bounded by ``chunk_rows`` (the writer derives it from the
+   size cap), so no transaction outgrows the WAL's share of the cap.
+   Deleted pages return to a free list that new rows reuse; with many free
    pages a bounded ``PRAGMA incremental_vacuum`` gives them back to the file
    system, and ``wal_checkpoint(TRUNCATE)`` after each full run keeps the WAL
    file small (``journal_size_limit`` caps it too).
@@ -40,6 +40,7 @@ from collections.abc import Mapping
 
 import attrs
 
+from agentvisor.store import log_index
 from agentvisor.store.inserts import transaction
 
 #: Default row caps; ``StateStore(max_log_rows=…)`` sets the one for logs.
@@ -54,10 +55,9 @@ DEFAULT_MAX_ROWS: Mapping[str, int] = {
 DEFAULT_MAX_DB_BYTES = 1024 * 1024 * 1024
 DEFAULT_RAW_METRICS_SECONDS = 6 * 3600.0
 CHUNK_ROWS = 20_000
-#: Free pages given back per step at most (4 KiB pages: 16 MiB).
+#: Free pages given back per step at most (4 KiB pages: 16 MiB); the writer passes fewer
+#: for a small cap, since moving a page writes it to the WAL.
 VACUUM_PAGES = 4096
-#: Pages of FTS5 segments a size-driven merge writes per step, at most (4 KiB pages: 8 MiB).
-FTS_MERGE_PAGES = 2000
 #: Order in which rows are sacrificed when the file is over ``max_db_bytes``.
 SIZE_ORDER = ("logs", "metrics", "health_checks", "connections", "metrics_minute", "events")
 
@@ -119,37 +119,32 @@ def _delete_oldest(conn: sqlite3.Connection, table: _Table, keep: int | None, ch
 def _key_span(conn: sqlite3.Connection, table: _Table) -> int:
     """max(key) - min(key) + 1: the row count when no row in between was deleted, else more."""
     k = table.key
-    low, high = conn.execute(f"SELECT min({k}), max({k}) FROM {table.name}").fetchone()
+    # Two subqueries, each answered from the key's b-tree (min and max together scan).
+    low, high = conn.execute(
+        f"SELECT (SELECT min({k}) FROM {table.name}), (SELECT max({k}) FROM {table.name})"
+    ).fetchone()
     return 0 if low is None else int(high) - int(low) + 1
 
 
 def after_batch(conn: sqlite3.Connection, policy: Policy, chunk: int, *, logs: bool) -> bool:
-    """Inside a batch's transaction: apply the log cap; True when retention should step now.
+    """Inside a batch's transaction: log cap, log index generations; True to step now.
 
     That is when more lines are over the cap than one chunk, or the file is
     over ``max_db_bytes`` (three pragmas: cheap enough for every batch).
+    When the file is over its size, or the log index has no slot for a new
+    generation, up to ``chunk`` of the oldest generation's lines go.
     """
-    if logs:
-        deleted = _delete_oldest(conn, _TABLES["logs"], policy.max_rows["logs"], chunk)
-        _tidy_log_index(conn, deleted)
-        if deleted == chunk:
-            return True
-    return used_bytes(conn) > policy.max_db_bytes
-
-
-def _tidy_log_index(conn: sqlite3.Connection, deleted: int) -> None:
-    """Merge some FTS5 segments after deleting ``deleted`` lines, so their markers go.
-
-    Deleting a line from an external-content index adds a delete marker; the
-    space returns only when the segments holding the line and the marker
-    merge. FTS5's automerge alone lets that wait: under a flood at the log
-    cap, the index grew to six times its live size in tests. A small merge
-    per deletion (about a page per 20 lines, measured) keeps it near the live
-    size for about a quarter of the writer's throughput.
-    """
-    if deleted > 0:
-        pages = max(100, deleted // 20)
-        conn.execute("INSERT INTO logs_fts(logs_fts, rank) VALUES ('merge', ?)", (-pages,))
+    if not logs:
+        return used_bytes(conn) > policy.max_db_bytes
+    max_lines = policy.max_rows["logs"]
+    deleted = _delete_oldest(conn, _TABLES["logs"], max_lines, chunk)
+    used = used_bytes(conn)
+    per_generation = log_index.generation_lines(conn, used, policy.max_db_bytes, max_lines)
+    if not log_index.rotate_if_full(conn, per_generation) or used > policy.max_db_bytes:
+        deleted += log_index.delete_oldest_generation(conn, chunk)
+    elif deleted:
+        log_index.drop_dead(conn)
+    return deleted >= chunk or used_bytes(conn) > policy.max_db_bytes
 
 
 def _delete_minutes_before(conn: sqlite3.Connection, cutoff: float, chunk: int) -> int:
@@ -203,8 +198,8 @@ def step(conn: sqlite3.Connection, policy: Policy, now: float) -> StepResult:
             cap = policy.max_rows.get(table.name)
             if cap is not None and count < chunk:
                 count += _delete_oldest(conn, table, cap, chunk - count)
-            if table.name == "logs":
-                _tidy_log_index(conn, count)
+            if table.name == "logs" and count:
+                log_index.drop_dead(conn)
             deleted += count
             more = more or count >= chunk
         count = _delete_minutes_before(conn, cutoff, chunk)
@@ -223,24 +218,14 @@ def step(conn: sqlite3.Connection, policy: Policy, now: float) -> StepResult:
 
 
 def _shrink(conn: sqlite3.Connection, chunk: int) -> int:
-    """Free some space: merge the log index if it has work, else delete the oldest rows.
-
-    Lines deleted from ``logs`` leave delete markers in the FTS5 index until
-    its segments merge, so the index first gets a bounded merge: deleting more
-    lines before that would not shrink the file and would empty ``logs`` for
-    nothing. Only when the index has nothing left to merge does a tenth (at
-    least 100 rows, at most ``chunk``) of the first non-empty table of
-    SIZE_ORDER go.
-    Returns the work done (index changes or rows deleted); 0 when nothing is
-    left to free.
+    """Free some space: the oldest lines first, a generation of the log index at a time
+    (up to ``chunk`` lines per step), then a tenth (at least 100 rows, at most ``chunk``)
+    of the first non-empty table of SIZE_ORDER. The rows deleted; 0 when none is left.
     """
-    before = conn.total_changes
-    conn.execute("INSERT INTO logs_fts(logs_fts, rank) VALUES ('merge', ?)", (-FTS_MERGE_PAGES,))
-    merged = conn.total_changes - before - 1  # the command itself counts as one change
-    if merged > 0:
-        return merged
     for name in SIZE_ORDER:
-        if name == "metrics_minute":
+        if name == "logs":
+            deleted = log_index.delete_oldest_generation(conn, chunk)
+        elif name == "metrics_minute":
             (count,) = conn.execute("SELECT count(*) FROM metrics_minute").fetchone()
             deleted = _cap_minutes(conn, int(count) - _tenth(int(count), chunk), int(count))
         else:
@@ -255,7 +240,7 @@ def _tenth(rows: int, chunk: int) -> int:
     return min(chunk, max(100, rows // 10))
 
 
-def compact(conn: sqlite3.Connection, *, checkpoint: bool) -> None:
+def compact(conn: sqlite3.Connection, *, checkpoint: bool, max_pages: int = VACUUM_PAGES) -> None:
     """Give free pages back to the file system (bounded) and, if asked, truncate the WAL.
 
     Outside any transaction: ``incremental_vacuum`` and checkpoints cannot
@@ -266,6 +251,6 @@ def compact(conn: sqlite3.Connection, *, checkpoint: bool) -> None:
     free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
     if free and free * 4 >= pages:
         # executescript steps the pragma to its end; execute() would free one page.
-        conn.executescript(f"PRAGMA incremental_vacuum({min(free, VACUUM_PAGES)});")
+        conn.executescript(f"PRAGMA incremental_vacuum({min(free, max_pages)});")
     if checkpoint:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

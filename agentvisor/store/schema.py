@@ -23,19 +23,22 @@ Tables, and why they look the way they do:
   the samples, updated as each sample is written (no batch job, no gap
   between the two), kept ``retention_days``. Charts with buckets of a minute
   or more read the minute table; finer ones read the raw samples.
-- ``logs``: worker lines; ``logs_fts``: an FTS5 index of their text,
-  external-content (the text is stored once, in ``logs``) and kept in step by
-  triggers, so a retention ``DELETE`` on ``logs`` also cleans the index.
-  Tokenizer ``trigram``: a search matches any substring of three characters
-  or more, case-insensitively, as grep would (``error`` finds
-  ``ConnectionError``), and works for text without spaces (Chinese,
-  identifiers, paths). Shorter terms fall back to ``LIKE`` (queries.py).
+- ``logs``: worker lines; ``logs_fts_0`` … ``logs_fts_3``: FTS5 indexes of
+  their text, external-content (the text is stored once, in ``logs``), filled
+  by triggers, one *generation* of lines each (``log_index``; since schema
+  2: log_index.py says why a retention ``DELETE`` on ``logs`` does not touch
+  them and how they are emptied instead). Tokenizer ``trigram``: a search
+  matches any substring of three characters or more, case-insensitively,
+  as grep would (``error`` finds ``ConnectionError``), and works for text
+  without spaces (Chinese, identifiers, paths). Shorter terms fall back to ``LIKE`` (queries.py).
   The price, measured by ``bench/store_flood.py``: about twice the index
   size of ``unicode61`` and under half its write rate (thousands of lines
   per second rather than tens of thousands); a worker's log files keep
   every line anyway, the store keeps what it can and counts the rest.
   ``columnsize=0``: we never rank by bm25, so the per-row sizes are not kept.
 - ``connections``: closed router connections.
+- ``config_intents``: API edits of agentvisor.toml between the file's rename
+  and their audit entry (intents.py), so a kill -9 in between loses no entry.
 
 Rows are appended in time order, so the integer primary key doubles as a time
 index: retention deletes old rows by key range from the oldest end
@@ -48,6 +51,7 @@ import pathlib
 import sqlite3
 
 from agentvisor.errors import AgentvisorError
+from agentvisor.store import config_journal, log_index
 
 #: How long a connection waits for a lock (the WAL checkpoint, a second daemon) before failing.
 BUSY_TIMEOUT_MS = 5000
@@ -162,20 +166,26 @@ MIGRATIONS: list[str] = [
     CREATE INDEX connections_by_id ON connections(id);
     CREATE INDEX connections_by_service ON connections(service, key);
     """,
+    # 2: the log index in generations, emptied whole (log_index.py).
+    log_index.schema(),
+    # 3: intent records of config writes (config_journal.py, intents.py).
+    config_journal.SCHEMA,
 ]
 
 #: The version this code writes and reads.
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def open_writer(path: str) -> sqlite3.Connection:
+def open_writer(path: str, *, wal_max_bytes: int = JOURNAL_SIZE_LIMIT_BYTES) -> sqlite3.Connection:
     """Open (creating if needed) and migrate the database; the one connection that writes.
 
     Blocking: call it in a thread. ``check_same_thread=False`` because the
     writer's calls run on trio's worker threads one at a time (a
     ``CapacityLimiter(1)`` serializes them), not always on the same thread.
     Autocommit mode (``isolation_level=None``): every transaction is an
-    explicit ``BEGIN IMMEDIATE`` … ``COMMIT`` of the writer.
+    explicit ``BEGIN IMMEDIATE`` … ``COMMIT`` of the writer. ``wal_max_bytes``
+    bounds the WAL file: SQLite checkpoints once it holds that much and
+    truncates it to that size after a checkpoint.
     """
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -183,7 +193,7 @@ def open_writer(path: str) -> sqlite3.Connection:
     except sqlite3.Error as error:
         raise StoreUnavailable(f"cannot open the state store {path}: {error}") from error
     try:
-        _configure_writer(conn)
+        _configure_writer(conn, wal_max_bytes)
         migrate(conn, path)
     except sqlite3.Error as error:
         conn.close()
@@ -194,7 +204,7 @@ def open_writer(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _configure_writer(conn: sqlite3.Connection) -> None:
+def _configure_writer(conn: sqlite3.Connection, wal_max_bytes: int) -> None:
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     # Only effective before the first table exists: a new file gets incremental
     # auto-vacuum, so retention can hand freed pages back to the file system.
@@ -204,7 +214,13 @@ def _configure_writer(conn: sqlite3.Connection) -> None:
     if str(mode).lower() != "wal":
         raise StoreUnavailable(f"the state store needs WAL mode, SQLite gave {mode!r}")
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
+    # Debian builds SQLite with secure_delete on: every freed page would be zeroed, i.e.
+    # written to the WAL again (half of the WAL a deletion of old lines wrote, measured).
+    conn.execute("PRAGMA secure_delete = FAST")
+    conn.execute(f"PRAGMA journal_size_limit = {int(wal_max_bytes)}")
+    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    pages = min(1000, max(100, int(wal_max_bytes) // page_size))  # SQLite's default: 1000
+    conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
     conn.execute("PRAGMA temp_store = MEMORY")
 
 

@@ -31,7 +31,7 @@ from agentvisor.events import (
     LogLines,
 )
 from agentvisor.supervise.health import CheckResult, check_http, check_websocket
-from agentvisor.supervise.logs import LogBook, LogLine, RotatingLogFile, pump_lines
+from agentvisor.supervise.logs import LogBook, LogChunk, RotatingLogFile, pump_lines
 from agentvisor.supervise.machine import (
     Event,
     Exited,
@@ -58,7 +58,7 @@ _TROUBLE = frozenset({ProcessState.BACKOFF, ProcessState.FATAL})
 _LIVE = frozenset({ProcessState.STARTING, ProcessState.RUNNING})
 
 #: Where captured lines go beyond the ring and the files (the state store).
-LineSink = Callable[[Sequence[LogLine]], object]
+LineSink = Callable[[LogChunk], object]
 
 #: At most one complaint about unwritable log files per instance this often (seconds).
 COMPLAINT_INTERVAL = 60.0
@@ -106,12 +106,13 @@ class InstanceLogs:
     def write(self, replica: int, stream: str, texts: Sequence[str]) -> None:
         """Keep the lines; a full disk or a closed stdout loses file lines, never the worker."""
         at = time.time()
-        lines = self.book.append(replica, stream, texts, at)
-        if lines:
-            first = lines[0]
-            self.bus.publish(LogLines(first.service, replica, stream, first.seq, tuple(texts), at))
+        chunk = self.book.append(replica, stream, texts, at)
+        if chunk:
+            self.bus.publish(
+                LogLines(chunk.service, replica, stream, chunk.first_seq, chunk.texts, at)
+            )
             if self.sink is not None:
-                self.sink(lines)
+                self.sink(chunk)
         try:
             self.files[stream].write_lines(texts, at=at)
             if self.forward_prefix is not None:

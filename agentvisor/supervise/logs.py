@@ -5,7 +5,11 @@ every complete line of a chunk at once; the instance appends the batch to the
 service's :class:`LogBook` (tail, ``tail -f``) and to the instance's
 :class:`RotatingLogFile`. Everything works on batches so that a worker
 flooding its stdout costs one callback, one append and one ``write`` per
-chunk read, not per line.
+chunk read, not per line: a batch is one :class:`LogChunk` (its lines share
+service, replica, stream and time; their numbers follow each other), and a
+:class:`LogLine` object is made only for a line someone reads (``tail``,
+the store's sample). Measured with a worker writing as fast as the pipe
+takes it, building a LogLine per line was half of agentvisor's CPU.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import datetime
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import BinaryIO
+from typing import BinaryIO, overload
 
 import attrs
 import trio
@@ -31,6 +35,48 @@ class LogLine:
     replica: int
     stream: str  # "stdout" | "stderr"
     text: str  # without the trailing newline; invalid UTF-8 replaced
+
+
+@attrs.frozen
+class LogChunk(Sequence[LogLine]):
+    """The lines of one read of one instance's stream, numbered from ``first_seq``.
+
+    A sequence of :class:`LogLine`, made on demand; ``texts`` is what is kept.
+    """
+
+    service: str
+    replica: int
+    stream: str
+    at: float
+    first_seq: int
+    texts: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @overload
+    def __getitem__(self, index: int) -> LogLine: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[LogLine]: ...
+    def __getitem__(self, index: int | slice) -> LogLine | Sequence[LogLine]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self.texts)))]
+        if index < 0:
+            index += len(self.texts)
+        text = self.texts[index]  # IndexError as a sequence should
+        return LogLine(
+            self.first_seq + index, self.at, self.service, self.replica, self.stream, text
+        )
+
+    def suffix(self, count: int) -> LogChunk:
+        """The last ``count`` lines (all of them when there are fewer)."""
+        start = max(0, len(self.texts) - count)
+        return attrs.evolve(self, first_seq=self.first_seq + start, texts=self.texts[start:])
+
+    @property
+    def text_bytes(self) -> int:
+        """Characters of text (a cheap estimate of bytes)."""
+        return sum(map(len, self.texts))
 
 
 async def pump_lines(
@@ -59,10 +105,14 @@ async def pump_lines(
             chunk = b""
         if not chunk:
             break
-        *complete, pending = (pending + chunk).split(b"\n")
+        data = pending + chunk
+        end = data.rfind(b"\n")
         lines: list[str] = []
-        for raw in complete:
-            _decode_into(lines, raw, max_line_bytes)
+        if end >= 0:
+            pending = data[end + 1 :]
+            _split_into(lines, data[:end], max_line_bytes)
+        else:
+            pending = data
         while len(pending) > max_line_bytes:
             cut = _cut_point(pending, max_line_bytes)
             lines.append(_decode(pending[:cut]))
@@ -73,6 +123,24 @@ async def pump_lines(
         lines = []
         _decode_into(lines, pending, max_line_bytes)
         on_lines(lines)
+
+
+def _split_into(lines: list[str], block: bytes, max_line_bytes: int) -> None:
+    """Append the lines of ``block`` (complete lines, the last ``\\n`` removed).
+
+    One decode and one split for the whole block when no line is too long
+    (a newline is never part of a UTF-8 sequence, so decoding the block at
+    once replaces the same bytes as decoding line by line); else line by line.
+    """
+    raw_lines = block.split(b"\n")
+    if max(map(len, raw_lines)) > max_line_bytes:
+        for raw in raw_lines:
+            _decode_into(lines, raw, max_line_bytes)
+        return
+    texts = _decode(block).split("\n")
+    if b"\r" in block:
+        texts = [text.removesuffix("\r") for text in texts]
+    lines.extend(texts)
 
 
 def _decode_into(lines: list[str], raw: bytes, max_line_bytes: int) -> None:
@@ -132,8 +200,14 @@ class RotatingLogFile:
         """Append ``lines`` stamped with ``at`` (wall clock; default: now), rotating as needed."""
         if not lines:
             return
-        stamp = _iso(time.time() if at is None else at).encode()
+        prefix = _iso(time.time() if at is None else at) + " "
         self._open()
+        # The usual case, one join and one encode for the whole batch.
+        data = (prefix + ("\n" + prefix).join(lines) + "\n").encode("utf-8", errors="replace")
+        if not self.max_bytes or self._size + len(data) <= self.max_bytes:
+            self._write([data])
+            return
+        stamp = prefix[:-1].encode()
         batch: list[bytes] = []
         batch_size = 0
         for text in lines:
@@ -183,17 +257,21 @@ def _iso(at: float) -> str:
 class LogBook:
     """The recent lines of one service (all replicas, both streams), in memory.
 
-    A ring of ``capacity`` lines for ``tail`` and followers (``tail -f``
+    A ring of about ``capacity`` lines for ``tail`` and followers (``tail -f``
     long-polls with :meth:`wait_beyond`); older lines live in the log files
     and the state store. Sequence numbers start at 1 and never repeat within
-    the book's life, so a follower resumes with ``since_seq``.
+    the book's life, so a follower resumes with ``since_seq``. Kept as the
+    chunks that were appended (whole chunks leave once ``capacity`` lines
+    newer than them are kept), so appending costs nothing per line.
     """
 
     def __init__(self, service: str, capacity: int = 2000) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.service = service
-        self._lines: collections.deque[LogLine] = collections.deque(maxlen=capacity)
+        self.capacity = capacity
+        self._chunks: collections.deque[LogChunk] = collections.deque()
+        self._kept = 0  # lines in _chunks
         self._last_seq = 0
         self._appended = trio.Event()
 
@@ -201,19 +279,20 @@ class LogBook:
     def last_seq(self) -> int:
         return self._last_seq
 
-    def append(self, replica: int, stream: str, texts: Sequence[str], at: float) -> list[LogLine]:
-        """Record a batch of lines; return them as LogLines (for the store and the bus)."""
-        first = self._last_seq + 1
-        batch = [
-            LogLine(first + offset, at, self.service, replica, stream, text)
-            for offset, text in enumerate(texts)
-        ]
-        if batch:
-            self._lines.extend(batch)
-            self._last_seq = batch[-1].seq
-            self._appended.set()
-            self._appended = trio.Event()
-        return batch
+    def append(self, replica: int, stream: str, texts: Sequence[str], at: float) -> LogChunk:
+        """Record a batch of lines; return them as one chunk (for the store and the bus)."""
+        chunk = LogChunk(self.service, replica, stream, at, self._last_seq + 1, tuple(texts))
+        if not chunk.texts:
+            return chunk
+        kept = chunk if len(chunk) <= self.capacity else chunk.suffix(self.capacity)
+        self._chunks.append(kept)
+        self._kept += len(kept)
+        while self._kept - len(self._chunks[0]) >= self.capacity:
+            self._kept -= len(self._chunks.popleft())
+        self._last_seq += len(chunk)
+        self._appended.set()
+        self._appended = trio.Event()
+        return chunk
 
     def tail(
         self,
@@ -227,15 +306,22 @@ class LogBook:
         found: list[LogLine] = []
         if limit <= 0:
             return found
-        for line in reversed(self._lines):
-            if line.seq <= since_seq:
+        oldest = self._last_seq - self.capacity  # lines at or below are forgotten
+        for chunk in reversed(self._chunks):
+            if chunk.first_seq + len(chunk) - 1 <= since_seq:
                 break
-            if (stream is None or line.stream == stream) and (
-                replica is None or line.replica == replica
+            if (stream is not None and chunk.stream != stream) or (
+                replica is not None and chunk.replica != replica
             ):
-                found.append(line)
-                if len(found) == limit:
+                continue
+            for index in range(len(chunk) - 1, -1, -1):
+                seq = chunk.first_seq + index
+                if seq <= since_seq or seq <= oldest:
                     break
+                found.append(chunk[index])
+                if len(found) == limit:
+                    found.reverse()
+                    return found
         found.reverse()
         return found
 

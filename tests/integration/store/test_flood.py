@@ -20,7 +20,9 @@ async def test_a_log_flood_is_bounded_in_memory_and_rows(tmp_path: Path) -> None
     path = tmp_path / "state.db"
     process = psutil.Process()
     budget = 4 * MiB
-    async with running_store(path, max_log_rows=20_000, max_queued_bytes=budget) as store:
+    async with running_store(
+        path, max_log_rows=20_000, max_queued_bytes=budget, log_lines_per_second=1e9
+    ) as store:
         gc.collect()
         before = process.memory_info().rss
         text = "2025-06-15T10:00:00 INFO worker 7 handled request {} in 3ms: ok " + "x" * 40
@@ -49,7 +51,9 @@ async def test_a_log_flood_is_bounded_in_memory_and_rows(tmp_path: Path) -> None
 
 
 async def test_the_newest_lines_win_and_audit_events_still_get_in(tmp_path: Path) -> None:
-    async with running_store(tmp_path / "state.db", max_queued_bytes=MiB) as store:
+    async with running_store(
+        tmp_path / "state.db", max_queued_bytes=MiB, log_lines_per_second=1e9
+    ) as store:
         for batch in range(200):  # no checkpoint: the writer takes nothing meanwhile
             texts = [f"batch {batch} " + "y" * 1000] * 10
             assert store.record_log_lines(lines(texts, first_seq=batch * 10 + 1))

@@ -21,7 +21,7 @@ async def test_started_means_the_schema_is_in_place(tmp_path: Path) -> None:
             assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert {"services", "events", "health_checks", "metrics", "metrics_minute"} <= tables
-    assert {"logs", "logs_fts", "connections"} <= tables
+    assert {"logs", "logs_fts_0", "log_index", "connections"} <= tables
 
 
 async def test_a_service_keeps_its_id_across_restarts(tmp_path: Path) -> None:

@@ -150,7 +150,7 @@ def test_logbook_numbers_lines_and_tails_oldest_first() -> None:
     book.append(0, "stdout", ["a", "b"], at=1.0)
     appended = book.append(1, "stderr", ["c"], at=2.0)
     book.append(0, "stderr", ["d"], at=3.0)
-    assert appended == [LogLine(3, 2.0, "svc", 1, "stderr", "c")]
+    assert list(appended) == [LogLine(3, 2.0, "svc", 1, "stderr", "c")]
     assert book.last_seq == 4
     assert [line.text for line in book.tail()] == ["a", "b", "c", "d"]
     assert [line.text for line in book.tail(2)] == ["c", "d"]
