@@ -44,6 +44,11 @@ SUPERVISOR = Table(
         "shutdown_timeout": "seconds a graceful shutdown may take before remaining workers are "
         "killed",
         "retention_days": "days of history kept in the state store (metrics, health, logs, events)",
+        "store_max_mb": "state.db and its WAL stay under this together; the oldest rows go "
+        "first, worker log lines before other history (read at start)",
+        "store_log_lines_per_second": "worker log lines stored per agent per second on average "
+        "(bursts of ten seconds' worth); the rest are counted as sampled out, the rotating log "
+        "files keep every line (read at start)",
         "forward_worker_output": "also write every worker line, prefixed with `name:replica`, "
         "to agentvisor's own stdout (journald, docker logs)",
     },
