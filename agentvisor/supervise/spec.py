@@ -15,6 +15,7 @@ left as written.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shlex
@@ -37,6 +38,31 @@ def state_dir(config: Config) -> str:
 def session_store_path(config: Config, name: str) -> str:
     """The session store shared by the replicas of one agent (failover resumes from it)."""
     return os.path.join(state_dir(config), "sessions", f"{name}.sqlite3")
+
+
+def log_path(config: Config, name: str, replica: int, stream: str) -> str:
+    """The rotating log file of one replica's ``stdout`` or ``stderr``."""
+    return os.path.join(state_dir(config), "logs", f"{name}.{replica}.{stream}.log")
+
+
+def forget_agent_files(config: Config, name: str) -> list[str]:
+    """Delete what agent ``name`` left in ``state_dir``: its log files (rotated ones too)
+    and its session store; the paths deleted. (Names have no dots, so ``a.*`` is
+    agent ``a``'s alone.)"""
+    logs = glob.escape(os.path.join(state_dir(config), "logs"))
+    store = session_store_path(config, name)
+    paths = [
+        *glob.glob(os.path.join(logs, f"{name}.[0-9]*.std*.log*")),
+        *(store + suffix for suffix in ("", "-wal", "-shm", "-journal")),
+    ]
+    deleted = []
+    for path in paths:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            continue
+        deleted.append(path)
+    return deleted
 
 
 _BARE_PYTHON = re.compile(r"python3?")

@@ -37,7 +37,7 @@ from agentvisor.supervise.policy import Health, Policy
 from agentvisor.supervise.ports import PortBook
 from agentvisor.supervise.process import Launcher
 from agentvisor.supervise.registry import Endpoint, ServiceView, aggregate_state
-from agentvisor.supervise.spec import launch_spec, state_dir
+from agentvisor.supervise.spec import forget_agent_files, launch_spec, log_path
 from agentvisor.supervise.states import ProcessState
 
 log = logging.getLogger("agentvisor.supervisor")
@@ -574,6 +574,11 @@ class Supervisor:
             finally:
                 for scope in service.scopes:
                     scope.cancel()
+            if service.name not in self._services:  # (not added back meanwhile)
+                deleted = await trio.to_thread.run_sync(
+                    forget_agent_files, self.config, service.name
+                )
+                log.info("%s: removed, with its files: %s", service.name, " ".join(deleted))
 
         return remove
 
@@ -648,10 +653,9 @@ class Supervisor:
         """Create an instance and start its task; it queues events until the task runs."""
         assert self._nursery is not None
         agent = service.config
-        logs_dir = os.path.join(state_dir(self.config), "logs")
         files = {
             stream: RotatingLogFile(
-                os.path.join(logs_dir, f"{service.name}.{replica}.{stream}.log"),
+                log_path(self.config, service.name, replica, stream),
                 int(agent.stdout_log_max_mb * MiB),
                 agent.stdout_log_backups,
             )

@@ -366,3 +366,26 @@ async def test_health_checks_turned_on_by_reload_start_without_a_restart(tmp_pat
                 lambda: supervisor.service("web").instances[0].health.status == "healthy",
             )
         assert pids(supervisor.service("web")) == before
+
+
+async def test_an_agent_removed_from_the_config_leaves_no_files_behind(tmp_path: Path) -> None:
+    # issue 11: its log files and session store stayed in state_dir for good.
+    echo = Path(__file__).resolve().parents[3] / "examples" / "echo_agent.py"
+    keep = (
+        f"[agents.keep]\ncommand = {child('sleeper.py')}\nstartsecs = 0\nhealth.enabled = false\n"
+    )
+    gone = f'[agents.gone]\nagent = "{echo}"\n'
+    config = write_config(tmp_path / "a.toml", keep + gone)
+    state = tmp_path / "state"
+    async with running(config) as supervisor:
+        with trio.fail_after(20):
+            await wait_state(supervisor, "gone", "running")
+            await wait_state(supervisor, "keep", "running")
+            assert (state / "sessions" / "gone.sqlite3").exists()
+            assert (state / "logs" / "gone.0.stdout.log").exists()
+            write_config(config, keep)
+            await supervisor.reload(source="test")
+            while (state / "sessions" / "gone.sqlite3").exists():  # removed after its stop
+                await trio.sleep(0.05)
+    assert [path.name for path in (state / "logs").iterdir()] == ["keep.0.stdout.log"]
+    assert not list((state / "sessions").iterdir())
