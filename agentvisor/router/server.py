@@ -45,6 +45,7 @@ from agentvisor.router.channels import (
     configure_socket,
 )
 from agentvisor.router.coldstart import ColdStart
+from agentvisor.router.connection import Close, Ping
 from agentvisor.router.engine import RelayEngine
 from agentvisor.router.frames import CLOSE_POLICY, CLOSE_TRY_AGAIN
 from agentvisor.router.handshake import (
@@ -419,16 +420,15 @@ class Router(RouterLifecycle):
                 now,
             )
         )
-        await connection.send_notice(
-            notices.connection_routed(
-                service=endpoint.service,
-                instance=endpoint.instance_id,
-                endpoint=endpoint_url(endpoint),
-                strategy=decided_by,
-                rule=plan.rule,
-                connection_id=connection_id,
-            )
+        routed = notices.connection_routed(
+            service=endpoint.service,
+            instance=endpoint.instance_id,
+            endpoint=endpoint_url(endpoint),
+            strategy=decided_by,
+            rule=plan.rule,
+            connection_id=connection_id,
         )
+        await connection.perform(connection.core.routed(routed))
         await connection.run(upstream)
 
     async def _refuse(
@@ -468,12 +468,11 @@ class Router(RouterLifecycle):
             for connection in list(self.connections.values()):
                 if connection.ended:
                     continue
-                if connection.ping_sent_at is None:
-                    if now - connection.last_activity >= interval:
-                        connection.ping_sent_at = now
+                for action in connection.core.tick(now, blocked=connection.client_blocked):
+                    if isinstance(action, Ping):
                         nursery.start_soon(self._ping, connection, timeout)
-                elif now - connection.ping_sent_at >= timeout and not connection.client_blocked:
-                    connection.end(1011, "keepalive ping timeout")
+                    elif isinstance(action, Close):
+                        connection.end(action.code, action.reason)
 
     @staticmethod
     async def _ping(connection: Connection, bound: float) -> None:
