@@ -115,7 +115,11 @@ async def _relay(
         out, outcome = _split(conn, buf, records)
     conn.count_out(up, len(out))
     if out:
-        await conn.writer.relay(out, up.scanner.sent_to_boundary or outcome is not None)
+        try:
+            await conn.writer.relay(out, up.scanner.sent_to_boundary or outcome is not None)
+        except ChannelClosed:
+            conn.client_gone = True  # reset under the write: the worker is told (1001)
+            return Outcome.CLOSED
     return outcome
 
 
