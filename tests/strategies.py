@@ -585,3 +585,21 @@ def config_write_histories(draw: st.DrawFn) -> tuple[list[Any], int, int]:
         for index in range(completed, edits)
     ]
     return pending, landed, completed
+
+
+# -- the router's connection core (tests/unit/router/test_connection.py) ---------------
+
+#: What happens to one routed connection, one step at a time: the client sends a
+#: ``user.message``, the worker ends its oldest running turn, the worker dies (after
+#: reading what was sent, or with the last message still unread), the keepalive timer.
+CONNECTION_STEPS = ("send", "answer", "kill", "kill_unread", "tick")
+
+
+@st.composite
+def connection_runs(draw: st.DrawFn) -> list[tuple[str, float]]:
+    """Interleavings of connection events, each with the seconds since the previous one."""
+    steps = st.tuples(
+        st.sampled_from(CONNECTION_STEPS),
+        st.sampled_from((0.0, 0.01, 0.5, 3.0)),
+    )
+    return draw(st.lists(steps, max_size=40))

@@ -37,6 +37,8 @@ PROCESS_FIELDS = frozenset(
 )
 
 #: Agent fields (``autoscale.*`` for nested ones) that change how many replicas run.
+#: ``[router]`` keys read only when the router starts listening.
+ROUTER_RESTART_FIELDS = ("bind", "tls_cert", "tls_key")
 SCALE_FIELDS = frozenset({"replicas", "autoscale", "autoscale.min", "autoscale.max"})
 
 #: Nested tables whose changes are listed per key (``health.interval``).
@@ -54,6 +56,9 @@ class ReloadPlan:
     live: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     router_changed: bool = False
+    #: ``[router]`` keys that only a restart applies (the listeners); the rest apply
+    #: to new connections at once.
+    router_restart_fields: tuple[str, ...] = ()
     routes_changed: bool = False
     admin_changed: bool = False
     supervisor_changed: bool = False
@@ -122,6 +127,11 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
         live=tuple(live),
         unchanged=tuple(unchanged),
         router_changed=old.router != new.router,
+        router_restart_fields=tuple(
+            name
+            for name in ROUTER_RESTART_FIELDS
+            if getattr(old.router, name) != getattr(new.router, name)
+        ),
         routes_changed=old.routes != new.routes,
         admin_changed=old.admin != new.admin,
         supervisor_changed=old.supervisor != new.supervisor,

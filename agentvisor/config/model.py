@@ -207,6 +207,8 @@ class AgentConfig:
     on_busy: OnBusy = OnBusy.QUEUE
     runtime: Runtime = Runtime.ASYNCIO
     ws_path: str = "/"
+    #: A ``command =`` worker gets the router's notices and failover only when true.
+    router_notices: bool = False
     environment: dict[str, str] = field(factory=dict)
     directory: str | None = None
     user: str | None = None

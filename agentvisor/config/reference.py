@@ -139,6 +139,9 @@ AGENT = Table(
         "on_busy": "a message for a session still running a turn: `queue`, `reject`, or "
         "`interrupt` (cancel the run, start the new one)",
         "runtime": "event loop of agent workers: `asyncio` or `trio`",
+        "router_notices": "for `command` agents: let the router inject its notices "
+        "(`connection_routed`, `service_switched`…) and fail connections over; without it "
+        "the router is a transparent proxy (agent workers always get both)",
         "ws_path": "path the router and health checks use on the worker",
         "environment": "extra environment variables, merged over agentvisor's own",
         "directory": "working directory; none = the config file's directory",

@@ -153,10 +153,24 @@ class StreamChannel:
             await trio.aclose_forcefully(self.stream)
 
 
-def configure_socket(sock: socket.socket) -> None:
-    """No Nagle delay: the relay writes whole frames and wants them out at once."""
+#: Unsent bytes a client socket may queue in the kernel before it stops being writable.
+NOTSENT_LOWAT = 128 * 1024
+
+
+def configure_socket(sock: socket.socket, *, client: bool = False) -> None:
+    """No Nagle delay: the relay writes whole frames and wants them out at once.
+
+    ``client``: also bound the unsent bytes the kernel queues (``TCP_NOTSENT_LOWAT``).
+    Without it a slow reader's socket takes megabytes (the send buffer grows to
+    ``tcp_wmem``) before it pushes back, and the router's own frames queued
+    after them (a keepalive ping, a close) reach the reader seconds late; with
+    it they wait behind at most this much plus what the network holds.
+    """
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        lowat = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+        if client and lowat is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, lowat, NOTSENT_LOWAT)
     except OSError:
         pass
 

@@ -75,8 +75,7 @@ async def _read_client(conn: Connection) -> None:
             if not data:
                 conn.client_gone = True
                 return
-            conn.last_activity = time.monotonic()
-            conn.ping_sent_at = None
+            conn.core.client_activity(time.monotonic())
             try:
                 buf, records = scanner.feed(data)
             except FrameError as violation:

@@ -51,7 +51,9 @@ async def finish(conn: Connection, *, shutdown: bool) -> None:
     up = conn.upstream
     if up is not None:
         if not conn.client_closing and not conn.upstream_closing:
-            worker_code = CLOSE_GOING_AWAY if shutdown else CLOSE_NORMAL
+            worker_code = conn.core.worker_close_code(
+                shutdown=shutdown, client_gone=conn.client_gone
+            )
             frame = encode_frame(
                 OP_CLOSE, close_payload(worker_code, "client gone"), mask=random_mask()
             )

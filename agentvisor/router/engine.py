@@ -133,8 +133,7 @@ def on_client_readable(conn: Connection) -> None:
         conn.client_hangup = True  # and the end of the stream
         conn.engine_handoff("client eof")
         return
-    conn.last_activity = time.monotonic()
-    conn.ping_sent_at = None
+    conn.core.client_activity(time.monotonic())
     scanner = conn.client_scanner
     try:
         buf, records = scanner.feed(data)
@@ -160,7 +159,7 @@ def on_client_readable(conn: Connection) -> None:
         conn.client_write = (out, max(sent, 0))
         conn.engine_handoff("client write blocked")
         return
-    conn.client_sent_boundary = scanner.at_message_boundary
+    conn.client_sent_boundary = scanner.sent_to_message_boundary
 
 
 def on_upstream_readable(conn: Connection) -> None:
@@ -196,7 +195,7 @@ def on_upstream_readable(conn: Connection) -> None:
         return
     out = buf if records[0][1] == 0 else buf[records[0][1] :]
     conn.count_out(up, len(out), engine=True)
-    boundary = scanner.at_boundary
+    boundary = scanner.sent_to_boundary
     try:
         sent = client.sock.send(out)
     except BlockingIOError:

@@ -37,29 +37,25 @@ import trio
 
 from agentvisor.events import ConnectionSwitched
 from agentvisor.router.channels import ChannelClosed
+from agentvisor.router.connection import Failover
 from agentvisor.router.frames import (
     CLOSE_GOING_AWAY,
-    CLOSE_INTERNAL_ERROR,
-    CLOSE_TRY_AGAIN,
     OP_CLOSE,
     close_payload,
     encode_frame,
     random_mask,
-    text_frame,
 )
 from agentvisor.router.notices import (
     REASON_DRAIN,
     REASON_UPSTREAM_LOST,
-    UPSTREAM_LOST,
-    error,
     notification,
     service_switched,
 )
 from agentvisor.router.outcomes import CLOSE_TIMEOUT, Outcome
-from agentvisor.router.relay import Connection
 from agentvisor.router.table import ConnectionStatus
 
 if TYPE_CHECKING:
+    from agentvisor.router.relay import Connection
     from agentvisor.router.sessions import Kept
     from agentvisor.router.upstream import Upstream
 
@@ -81,11 +77,12 @@ async def relay_loop(conn: Connection, upstream: Upstream) -> None:
             if conn.up_ready:
                 return  # a close timed out, or the connection is being ended
             outcome = Outcome.LOST  # a write to the worker failed
-        if outcome is Outcome.LOST and not conn.router.config.router.failover:
-            conn.close_code = CLOSE_INTERNAL_ERROR
-            conn.close_reason = "the connection to the agent was lost"
-            await conn.send_notice(error(UPSTREAM_LOST, conn.close_reason, recoverable=True))
-            return
+        if outcome is Outcome.LOST:
+            actions = conn.core.upstream_lost(time.monotonic())
+            if not any(isinstance(action, Failover) for action in actions):
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    await conn.perform(actions)
+                return
         reason = REASON_DRAIN if outcome is Outcome.SWITCH else REASON_UPSTREAM_LOST
         successor = await switch_upstream(conn, up, reason)
         if successor is None:
@@ -106,9 +103,8 @@ async def switch_upstream(conn: Connection, old: Upstream, reason: str) -> Upstr
     successor: Upstream | None = None
     with scope:
         await _let_go(conn, old, graceful=reason == REASON_DRAIN)
-        if not (conn.client_sent_boundary and old.scanner.at_message_boundary):
-            conn.close_code = CLOSE_INTERNAL_ERROR
-            conn.close_reason = "the agent was lost in the middle of a message"
+        if not (conn.client_sent_boundary and old.scanner.sent_to_message_boundary):
+            conn.core.cut_mid_message()
             return None
         exclude = old.endpoint.instance_id
         while successor is None:
@@ -128,16 +124,22 @@ async def switch_upstream(conn: Connection, old: Upstream, reason: str) -> Upstr
                 exclude = candidate.endpoint.instance_id
                 continue
             successor = candidate
-            await conn.send_notice(
-                service_switched(
+
+            def notice(preserved: bool, new: Upstream = candidate) -> bytes:
+                return service_switched(
                     from_service=old.endpoint.service,
-                    to_service=candidate.endpoint.service,
+                    to_service=new.endpoint.service,
                     from_instance=old.endpoint.instance_id,
-                    to_instance=candidate.endpoint.instance_id,
+                    to_instance=new.endpoint.instance_id,
                     reason=reason,
                     session_preserved=preserved,
                 )
+
+            drained = reason == REASON_DRAIN
+            await conn.perform(
+                conn.core.switched(resumed_all=preserved, drained=drained, build=notice)
             )
+            preserved = conn.core.preserved(preserved, drained=drained)
             # Anything the client sent during the notice goes first, then relaying resumes.
             if not await _deliver_pending(conn, candidate):
                 successor = None
@@ -149,10 +151,8 @@ async def switch_upstream(conn: Connection, old: Upstream, reason: str) -> Upstr
             router.switched(conn, old, candidate, reason, preserved)
     conn.interruptible = None
     if successor is None and not scope.cancelled_caught and not conn.client_gone:
-        conn.close_code = CLOSE_TRY_AGAIN
-        conn.close_reason = "no instance of the agent is available"
         with trio.move_on_after(CLOSE_TIMEOUT):
-            await conn.send_notice(error(UPSTREAM_LOST, conn.close_reason, recoverable=True))
+            await conn.perform(conn.core.no_successor())
     conn.notify_changed()
     return successor
 
@@ -189,11 +189,8 @@ async def _resume(conn: Connection, up: Upstream) -> bool | None:
     """Resume every session on ``up``; whether all came back, None if ``up`` died."""
     tracker = conn.tracker
     try:
-        for session_id, last_seq in tracker.begin_resume().items():
-            request: dict[str, object] = {"event": "user.resume_session", "session_id": session_id}
-            if last_seq is not None:
-                request["last_seq"] = last_seq
-            await up.channel.send(text_frame(request, mask=random_mask()))
+        for frame in conn.core.resume_frames(random_mask):
+            await up.channel.send(frame)
     except ChannelClosed:
         tracker.resume_pending.clear()
         return None
@@ -213,11 +210,7 @@ async def _resume(conn: Connection, up: Upstream) -> bool | None:
 
 async def _resend(conn: Connection, up: Upstream, in_flight: list[Kept]) -> bool:
     """Send again the user messages whose turns were in flight; False if ``up`` died."""
-    frames = []
-    for kept in in_flight:
-        payload = conn.tracker.resend(kept)
-        if payload is not None:
-            frames.append(conn.client_frame(payload))
+    frames = conn.core.resend_frames(in_flight, conn.client_frame)
     if not frames:
         return True
     try:

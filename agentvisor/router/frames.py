@@ -199,6 +199,21 @@ class FrameScanner:
         return not self._held and not self._stream_left and not self._message_open
 
     @property
+    def sent_to_boundary(self) -> bool:
+        """What ``feed`` returned to forward ends at a frame boundary.
+
+        Unlike ``at_boundary`` this ignores the start of the next frame, which
+        is held back, not forwarded: in a backed-up stream some nearly always is,
+        and a frame of the router's own may still go between the two.
+        """
+        return not self._stream_left
+
+    @property
+    def sent_to_message_boundary(self) -> bool:
+        """What was forwarded ends between two messages (held bytes are not forwarded)."""
+        return not self._stream_left and not self._message_open
+
+    @property
     def held_bytes(self) -> int:
         """Bytes of an incomplete frame kept back until the rest arrives."""
         return len(self._held)

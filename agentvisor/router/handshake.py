@@ -59,7 +59,16 @@ class HandshakeError(Exception):
 
 
 class UpstreamRefused(Exception):
-    """The worker did not accept the WebSocket upgrade."""
+    """The worker did not accept the WebSocket upgrade.
+
+    ``status`` and ``content_length``: of the worker's HTTP answer when it
+    was one (a 403, 414, 431... refusal), for the router to pass on.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, content_length: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.content_length = content_length
 
 
 @frozen
@@ -90,10 +99,11 @@ async def read_head(channel: Channel, initial: bytes = b"") -> tuple[bytes, byte
     buffer = initial
     while True:
         end = buffer.find(b"\r\n\r\n")
+        if end + 4 > MAX_HEAD_BYTES or (end < 0 and len(buffer) > MAX_HEAD_BYTES):
+            # however it arrived: in one write or in several reads
+            raise HandshakeError(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
         if end >= 0:
             return buffer[: end + 4], buffer[end + 4 :]
-        if len(buffer) > MAX_HEAD_BYTES:
-            raise HandshakeError(431, "request head too large")
         data = await channel.recv()
         if not data:
             raise EOFError("connection closed during the handshake")
@@ -122,6 +132,9 @@ def parse_upgrade(head: bytes) -> UpgradeRequest:
     request = UpgradeRequest(target, parts.path or "/", parts.query, headers, "")
     if event.method != b"GET":
         raise HandshakeError(405, "WebSocket handshakes use GET")
+    if event.http_version != b"1.1":
+        version = event.http_version.decode("ascii", "replace")
+        raise HandshakeError(400, f"WebSocket handshakes need HTTP/1.1 (got HTTP/{version})")
     if "websocket" not in _words(request.header("upgrade")):
         raise HandshakeError(426, "this is a WebSocket endpoint: send Upgrade: websocket")
     if "upgrade" not in _words(request.header("connection")):
@@ -222,7 +235,15 @@ def check_upstream_response(head: bytes, key: str) -> str | None:
     if not isinstance(event, h11.InformationalResponse | h11.Response):
         raise UpstreamRefused("malformed handshake answer")
     if event.status_code != 101:
-        raise UpstreamRefused(f"the worker answered HTTP {event.status_code}")
+        length = 0
+        for name, value in event.headers:
+            if name == b"content-length" and value.isdigit():
+                length = int(value)
+        raise UpstreamRefused(
+            f"the worker answered HTTP {event.status_code}",
+            status=event.status_code,
+            content_length=length,
+        )
     answer = {name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers}
     if answer.get("sec-websocket-accept") != accept_key(key):
         raise UpstreamRefused("the worker's Sec-WebSocket-Accept does not match")

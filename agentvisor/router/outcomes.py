@@ -5,8 +5,6 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-#: Close codes after which a worker is failed over (as is a stream ending without one).
-FAILOVER_CODES: Final = frozenset({1001, 1006, 1011, 1012})
 #: How long a close handshake may take before the connection is dropped.
 CLOSE_TIMEOUT: Final = 5.0
 #: Bound on the cleanup of a connection (shielded from cancellation).

@@ -28,7 +28,17 @@ import trio
 from agentvisor.router.channels import Channel, ChannelClosed, SocketChannel
 from agentvisor.router.client_pump import KEEPALIVE_PAYLOAD, client_pump, wrap_message
 from agentvisor.router.closing import finish
+from agentvisor.router.connection import (
+    Action,
+    Close,
+    ConnectionCore,
+    Notify,
+    Ping,
+    Policy,
+    client_message_limit,
+)
 from agentvisor.router.engine import engine_error, on_client_readable, on_upstream_readable
+from agentvisor.router.failover import relay_loop
 from agentvisor.router.frames import (
     CLOSE_GOING_AWAY,
     OP_PING,
@@ -39,7 +49,7 @@ from agentvisor.router.frames import (
     encode_frame,
     random_mask,
 )
-from agentvisor.router.notices import notification
+from agentvisor.router.notices import error, notification
 from agentvisor.router.outcomes import CLEANUP_TIMEOUT, CLOSE_TIMEOUT, Outcome
 from agentvisor.router.sessions import SessionTracker
 from agentvisor.router.worker_pump import pump_worker
@@ -77,16 +87,32 @@ class Connection:
         self.plan = plan
         self.writer = ClientWriter(client, evict=self.leave_engine)
         self.scope = trio.CancelScope()
-        self.last_activity = time.monotonic()
-        self.ping_sent_at: float | None = None
+        policy = Policy.build(
+            agent_protocol=plan.agent_protocol,
+            router_notices=router.routing.router_notices(plan.agents),
+            management_events=config.management_events,
+            failover=config.failover,
+            ping_interval=config.ping_interval,
+            ping_timeout=config.ping_timeout,
+        )
+        self.tracker = SessionTracker(id_prefix=f"r{os.urandom(6).hex()}")
+        self.core = ConnectionCore(
+            policy,
+            now=time.monotonic(),
+            tracker=self.tracker,
+            error_notice=lambda code, message, recoverable: error(
+                code, message, recoverable=recoverable
+            ),
+        )
         self.client_scanner = FrameScanner(
             masked=True,
-            max_message_bytes=config.max_message_bytes,
+            max_message_bytes=client_message_limit(
+                config.max_message_bytes, agent_protocol=plan.agent_protocol
+            ),
             needles=CLIENT_NEEDLES,
             whole_messages=plan.wrap,
         )
         self.client_initial = initial
-        self.tracker = SessionTracker(id_prefix=f"r{os.urandom(6).hex()}")
         self.upstream: Upstream | None = None
         self.up_ready = False
         self.ready_event = trio.Event()
@@ -109,8 +135,6 @@ class Connection:
         self.client_closing = False  # the client's close frame went to the worker
         self.upstream_closing = False  # the worker's close frame went to the client
         self.close_deadline = math.inf
-        self.close_code: int | None = None
-        self.close_reason = ""
         self.client_gone = False  # the client's socket ended without a close handshake
         self.client_violation = False  # the client broke the protocol: its bytes are not parsed
         self.ended = False
@@ -130,6 +154,22 @@ class Connection:
         self.carry_out = 0
 
     # -- views ---------------------------------------------------------------------
+
+    @property
+    def close_code(self) -> int | None:
+        return self.core.close_code
+
+    @close_code.setter
+    def close_code(self, code: int | None) -> None:
+        self.core.close_code = code
+
+    @property
+    def close_reason(self) -> str:
+        return self.core.close_reason
+
+    @close_reason.setter
+    def close_reason(self, reason: str) -> None:
+        self.core.close_reason = reason
 
     @property
     def instance_id(self) -> str:
@@ -161,8 +201,6 @@ class Connection:
     # -- running -------------------------------------------------------------------
 
     async def run(self, upstream: Upstream) -> None:
-        from agentvisor.router.failover import relay_loop
-
         self.attach(upstream)
         try:
             with self.scope:
@@ -181,6 +219,7 @@ class Connection:
             self.notify_changed()
 
     def attach(self, upstream: Upstream) -> None:
+        self.core.attached(time.monotonic())
         self.upstream = upstream
         self.up_ready = True
         self.ready_event.set()
@@ -212,16 +251,27 @@ class Connection:
 
     def end(self, code: int, reason: str) -> None:
         """Close the connection now with ``code`` (keepalive timeout, forced disconnect)."""
-        if self.close_code is None:
-            self.close_code, self.close_reason = code, reason
+        self.core.end(code, reason)
         self.leave_engine()
         self.scope.cancel()
 
     async def send_notice(self, frame: bytes) -> bool:
-        """A management event, if they are on (PROTOCOL.md §2)."""
-        if not self.router.config.router.management_events:
+        """A management event, if the route's agents understand them (PROTOCOL.md §2)."""
+        if not self.core.policy.notices:
             return False
         return await self.writer.send_frame(frame)
+
+    async def perform(self, actions: list[Action]) -> bool:
+        """Do what the core asked (notices and pings written in order); True at a Close."""
+        ended = False
+        for action in actions:
+            if isinstance(action, Notify):
+                await self.writer.send_frame(action.frame)
+            elif isinstance(action, Ping):
+                await self.send_ping()
+            elif isinstance(action, Close):
+                ended = True
+        return ended
 
     async def send_ping(self) -> None:
         """Keepalive ping to an idle client (the keepalive task bounds it)."""
@@ -397,6 +447,8 @@ class Connection:
             table.learn_session(self.id, learned.session)
         if learned.closed is not None:
             table.forget_session(learned.closed)
+        if learned.turn_ended:
+            self.core.turn_ended()
         if learned.turn_ended or learned.closed is not None:
             self.notify_changed()
 
@@ -435,7 +487,7 @@ class Connection:
         self.client_sending = True
         try:
             await up.channel.send(memoryview(data)[sent:] if sent else data)
-            self.client_sent_boundary = self.client_scanner.at_message_boundary
+            self.client_sent_boundary = self.client_scanner.sent_to_message_boundary
             self.tracker.mark_sent(self.tracker.recorded)
         except ChannelClosed:
             # The worker went away under the write: its successor gets these bytes.

@@ -103,6 +103,11 @@ class Routing:
             return False
         return any(route.name == rule and route.wrap_messages for route in self.config.routes)
 
+    def router_notices(self, agents: Iterable[str]) -> bool:
+        """Every agent of the route opted in to the router's notices and failover."""
+        configured = self.config.agents
+        return all(name in configured and configured[name].router_notices for name in agents)
+
     def speaks_agent_protocol(self, agents: Iterable[str]) -> bool:
         configured = self.config.agents
         return all(name in configured and configured[name].agent is not None for name in agents)

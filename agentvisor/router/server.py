@@ -45,6 +45,7 @@ from agentvisor.router.channels import (
     configure_socket,
 )
 from agentvisor.router.coldstart import ColdStart
+from agentvisor.router.connection import Close, Ping
 from agentvisor.router.engine import RelayEngine
 from agentvisor.router.frames import CLOSE_POLICY, CLOSE_TRY_AGAIN
 from agentvisor.router.handshake import (
@@ -60,7 +61,7 @@ from agentvisor.router.relay import Connection
 from agentvisor.router.routing import EndpointSource, Plan, Routing, endpoint_url
 from agentvisor.router.rules import ClientInfo, Reject, Route
 from agentvisor.router.table import ConnectionRecord, ConnectionStatus, ConnectionTable
-from agentvisor.router.upstream import Upstream, UpstreamFailed, open_upstream
+from agentvisor.router.upstream import Refusal, Upstream, UpstreamFailed, open_upstream
 from agentvisor.router.writer import ClientWriter, await_close_reply
 
 log = logging.getLogger("agentvisor.router")
@@ -242,7 +243,7 @@ class Router(RouterLifecycle):
                 self.refused["overload"] += 1
                 sock.close()
                 return
-            configure_socket(sock)
+            configure_socket(sock, client=True)
             admission = self.routing.limits.admit(ip, trio.current_time())
             admitted = admission.admitted
             channel = SocketChannel(sock)
@@ -279,11 +280,31 @@ class Router(RouterLifecycle):
     async def _answer_http(self, channel: Channel | None, status: int, message: str) -> None:
         if channel is None:
             return
+        await self._answer_raw(channel, error_response(status, message))
+
+    @staticmethod
+    async def _answer_raw(channel: Channel, response: bytes) -> None:
+        """Send an HTTP answer and end politely: half-close, then read what the client
+        still sends (closing with unread bytes would reset the answer away)."""
         with trio.move_on_after(1):
             try:
-                await channel.send(error_response(status, message))
+                await channel.send(response)
             except ChannelClosed:
-                pass
+                return
+            if isinstance(channel, SocketChannel):
+                try:
+                    channel.sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    return
+            drained = 0
+            while drained < 1024 * 1024:
+                try:
+                    data = await channel.recv()
+                except ChannelClosed:
+                    return
+                if not data:
+                    return
+                drained += len(data)
 
     async def _upgrade(
         self,
@@ -332,6 +353,11 @@ class Router(RouterLifecycle):
         connection_id = str(uuid.uuid4())
         with trio.move_on_after(config.handshake_timeout):
             opened = await self._open_first(plan, connection_id, ip)
+        if isinstance(opened, Refusal):
+            # The worker refused the upgrade (403, 414, 431...): the client gets its answer.
+            self._refused(ip, opened.status, "refused by the agent", plan.rule)
+            await self._answer_raw(channel, opened.response)
+            return
         if opened is None:
             reason = "no healthy instance of " + ", ".join(plan.agents)
             await self._refuse(
@@ -348,8 +374,12 @@ class Router(RouterLifecycle):
 
     async def _open_first(
         self, plan: Plan, connection_id: str, ip: str
-    ) -> tuple[Upstream, str] | None:
-        """Pick an instance (affinity first) and connect; another one if that fails."""
+    ) -> tuple[Upstream, str] | Refusal | None:
+        """Pick an instance (affinity first) and connect; another one if that fails.
+
+        A worker's 4xx answer to the upgrade is returned as it is (head and
+        body): that worker refused this client, and so would its replicas.
+        """
         route = Route(plan.rule, plan.agents, plan.strategy)
         affinity = self.routing.affinity(plan.client)
         failed: set[str] = set()
@@ -376,6 +406,8 @@ class Router(RouterLifecycle):
                 )
             except UpstreamFailed as failure:
                 log.info("router: %s", failure)
+                if failure.refusal is not None:
+                    return failure.refusal
                 failed.add(failure.instance_id)
                 continue
             return upstream, selection.decided_by
@@ -419,16 +451,15 @@ class Router(RouterLifecycle):
                 now,
             )
         )
-        await connection.send_notice(
-            notices.connection_routed(
-                service=endpoint.service,
-                instance=endpoint.instance_id,
-                endpoint=endpoint_url(endpoint),
-                strategy=decided_by,
-                rule=plan.rule,
-                connection_id=connection_id,
-            )
+        routed = notices.connection_routed(
+            service=endpoint.service,
+            instance=endpoint.instance_id,
+            endpoint=endpoint_url(endpoint),
+            strategy=decided_by,
+            rule=plan.rule,
+            connection_id=connection_id,
         )
+        await connection.perform(connection.core.routed(routed))
         await connection.run(upstream)
 
     async def _refuse(
@@ -468,12 +499,11 @@ class Router(RouterLifecycle):
             for connection in list(self.connections.values()):
                 if connection.ended:
                     continue
-                if connection.ping_sent_at is None:
-                    if now - connection.last_activity >= interval:
-                        connection.ping_sent_at = now
+                for action in connection.core.tick(now, blocked=connection.client_blocked):
+                    if isinstance(action, Ping):
                         nursery.start_soon(self._ping, connection, timeout)
-                elif now - connection.ping_sent_at >= timeout and not connection.client_blocked:
-                    connection.end(1011, "keepalive ping timeout")
+                    elif isinstance(action, Close):
+                        connection.end(action.code, action.reason)
 
     @staticmethod
     async def _ping(connection: Connection, bound: float) -> None:

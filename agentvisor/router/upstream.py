@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from attrs import frozen
+
 from agentvisor.router.channels import ChannelClosed, SocketChannel, connect_tcp
 from agentvisor.router.frames import FrameScanner, Record
 from agentvisor.router.handshake import (
@@ -25,13 +27,30 @@ from agentvisor.supervise.registry import Endpoint
 UPSTREAM_NEEDLES = (b"agent.",)
 
 
-class UpstreamFailed(Exception):
-    """Connecting or upgrading to a worker failed; ``instance_id`` says which."""
+#: Bytes of a worker's refusal body passed on to the client.
+MAX_REFUSAL_BODY = 64 * 1024
 
-    def __init__(self, instance_id: str, reason: str) -> None:
+
+@frozen
+class Refusal:
+    """A worker's HTTP answer to the upgrade that was not a 101: passed on to the client."""
+
+    status: int
+    response: bytes  # head and (bounded) body, as the worker sent them
+
+
+class UpstreamFailed(Exception):
+    """Connecting or upgrading to a worker failed; ``instance_id`` says which.
+
+    ``refusal``: the worker's whole HTTP answer (head and body) when it
+    refused the upgrade with a 4xx status, which the client gets as it is.
+    """
+
+    def __init__(self, instance_id: str, reason: str, refusal: Refusal | None = None) -> None:
         super().__init__(f"{instance_id}: {reason}")
         self.instance_id = instance_id
         self.reason = reason
+        self.refusal = refusal
 
 
 class Upstream:
@@ -106,7 +125,15 @@ async def open_upstream(
         )
         await channel.send(head)
         answer, rest = await read_head(channel)
-        subprotocol = check_upstream_response(answer, key)
+        try:
+            subprotocol = check_upstream_response(answer, key)
+        except UpstreamRefused as refused:
+            if refused.status is None or not 400 <= refused.status < 500:
+                raise
+            body = await _read_body(channel, rest, refused.content_length)
+            channel.close()
+            refusal = Refusal(refused.status, answer + body)
+            raise UpstreamFailed(endpoint.instance_id, str(refused), refusal) from None
     except (*ChannelClosed, EOFError, HandshakeError, UpstreamRefused) as error:
         channel.close()
         raise UpstreamFailed(endpoint.instance_id, str(error) or type(error).__name__) from None
@@ -114,3 +141,18 @@ async def open_upstream(
         channel.close()
         raise
     return Upstream(endpoint, channel, rest, subprotocol)
+
+
+async def _read_body(channel: SocketChannel, rest: bytes, length: int) -> bytes:
+    """The body of a refusal: ``Content-Length`` bytes (bounded), or none."""
+    wanted = min(length, MAX_REFUSAL_BODY)
+    body = rest
+    while len(body) < wanted:
+        try:
+            data = await channel.recv()
+        except ChannelClosed:
+            break
+        if not data:
+            break
+        body += data
+    return body[:wanted]

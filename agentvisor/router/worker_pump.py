@@ -17,7 +17,7 @@ import trio
 
 from agentvisor.router.channels import ChannelClosed
 from agentvisor.router.frames import MESSAGE, OP_CLOSE, RAW, FrameError, Record, parse_close
-from agentvisor.router.outcomes import CLOSE_TIMEOUT, FAILOVER_CODES, Outcome
+from agentvisor.router.outcomes import CLOSE_TIMEOUT, Outcome
 
 if TYPE_CHECKING:
     from agentvisor.router.relay import Connection
@@ -115,7 +115,11 @@ async def _relay(
         out, outcome = _split(conn, buf, records)
     conn.count_out(up, len(out))
     if out:
-        await conn.writer.relay(out, up.scanner.at_boundary or outcome is not None)
+        try:
+            await conn.writer.relay(out, up.scanner.sent_to_boundary or outcome is not None)
+        except ChannelClosed:
+            conn.client_gone = True  # reset under the write: the worker is told (1001)
+            return Outcome.CLOSED
     return outcome
 
 
@@ -129,8 +133,7 @@ def _split(conn: Connection, buf: bytes, records: list[Record]) -> tuple[bytes, 
             conn.observe_upstream(record[2])
         elif record[1] == OP_CLOSE:
             code, reason = parse_close(record[2])
-            failover = conn.router.config.router.failover
-            if not conn.client_closing and code in FAILOVER_CODES and failover:
+            if conn.core.fails_over(code, client_closing=conn.client_closing):
                 return b"".join(pieces), Outcome.LOST
             pieces.append(buf[record[3] : record[4]])
             if not conn.client_closing:

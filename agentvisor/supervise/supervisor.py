@@ -540,7 +540,10 @@ class Supervisor:
             section
             for section, changed in (
                 ("[admin]", plan.admin_changed),
-                ("[router]", plan.router_changed),
+                (
+                    "[router] " + ", ".join(plan.router_restart_fields),
+                    bool(plan.router_restart_fields),
+                ),
                 ("state_dir", new.supervisor.state_dir != self.config.supervisor.state_dir),
             )
             if changed

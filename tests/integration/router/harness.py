@@ -111,8 +111,15 @@ bind = ["127.0.0.1:0"]
     return load_config(path)
 
 
-def agent_table(name: str, *, tags: tuple[str, ...] = (), extra: str = "") -> str:
-    return f'[agents.{name}]\ncommand = ["true"]\ntags = {json.dumps(list(tags))}\n{extra}\n'
+def agent_table(
+    name: str, *, tags: tuple[str, ...] = (), extra: str = "", notices: bool = True
+) -> str:
+    """A ``command =`` stand-in for a worker that speaks the agent protocol (the children's
+    agent server): with ``notices`` it opts in to the router's notices and failover."""
+    opt_in = "router_notices = true\n" if notices else ""
+    return (
+        f'[agents.{name}]\ncommand = ["true"]\ntags = {json.dumps(list(tags))}\n{opt_in}{extra}\n'
+    )
 
 
 @attrs.define

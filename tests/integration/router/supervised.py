@@ -67,7 +67,7 @@ bind = ["127.0.0.1:0"]
 {router}
 
 [agents.chat]
-{f'agent = "{agent_file}"' if agent_file else f"command = {command}"}
+{f'agent = "{agent_file}"' if agent_file else f"command = {command}{chr(10)}router_notices = true"}
 replicas = {replicas}
 startsecs = 0
 autorestart = "{autorestart}"

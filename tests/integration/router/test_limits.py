@@ -121,6 +121,9 @@ async def test_plain_http_gets_426_and_garbage_gets_400(
         port = int(running.base.rsplit(":", 1)[1])
         plain = await _exchange(port, b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
         garbage = await _exchange(port, b"\x16\x03\x01 not http at all\r\n\r\n")
+        with trio.fail_after(5):  # the router reads until the client's end, then closes
+            while running.router.statistics().sockets:
+                await trio.sleep(0.01)
         statistics = running.router.statistics()
 
     assert plain.startswith(b"HTTP/1.1 426 ")
