@@ -46,13 +46,10 @@ from agentvisor.worker.protocol import (
 )
 from agentvisor.worker.session import Outbox, Session, Turn
 from agentvisor.worker.stats import WorkerStats
-from agentvisor.worker.store import OpenTurn, SessionStore, StoreError
+from agentvisor.worker.store import POISON_DEATHS, OpenTurn, SessionStore, StoreError
 from agentvisor.worker.turns import TurnRunner, utc_timestamp
 
 log = logging.getLogger("agentvisor.worker")
-
-#: A user message in flight at this many worker deaths is not run again (``MESSAGE_POISONED``).
-POISON_DEATHS = 2
 
 
 @frozen
