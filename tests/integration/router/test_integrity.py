@@ -61,13 +61,16 @@ async def converse(url: str, number: int, results: dict[int, dict[str, Any]]) ->
     }
 
 
-def stored_user_messages(store: str, session: str) -> list[str]:
+def stored_history(store: str, session: str) -> list[dict[str, Any]]:
     with sqlite3.connect(store) as db:
         rows = db.execute(
             "SELECT body FROM messages WHERE session_id = ? ORDER BY idx", (session,)
         ).fetchall()
-    history = [json.loads(body) for (body,) in rows]
-    return [m["content"] for m in history if m["role"] == "user"]
+    return [json.loads(body) for (body,) in rows]
+
+
+def stored_user_messages(store: str, session: str) -> list[str]:
+    return [m["content"] for m in stored_history(store, session) if m["role"] == "user"]
 
 
 async def test_issue_9_a_kill_storm_leaves_every_history_exactly_its_conversation(
@@ -106,6 +109,15 @@ async def test_issue_9_a_kill_storm_leaves_every_history_exactly_its_conversatio
         seqs = [e["seq"] for e in result["received"] if "seq" in e]
         assert len(seqs) == len(set(seqs)), (number, seqs)  # no event delivered twice
         assert stored_user_messages(store, result["session"]) == result["said"], number
+        roles = [m["role"] for m in stored_history(store, result["session"])]
+        assert roles == ["user", "assistant"] * len(result["said"]), (number, roles)
+        answers = [e["content"] for e in ends if e["event"] == "agent.final_answer"]
+        stored_answers = [
+            m["content"]
+            for m in stored_history(store, result["session"])
+            if m["role"] == "assistant"
+        ]
+        assert stored_answers == answers, number  # each answer once, the one the client got
 
 
 POISON = Path(__file__).resolve().parents[2] / "agents" / "poison.py"
