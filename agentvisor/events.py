@@ -43,6 +43,24 @@ class InstanceExited:
 
 
 @attrs.frozen
+class MessagePoisoned:
+    """A user message was in flight at its second worker death: it is not run again.
+
+    Judged by the supervisor from the dead worker's turns in flight; the replica
+    resuming the session answers the client ``agent.error`` ``MESSAGE_POISONED``.
+    """
+
+    service: str
+    replica: int  # the instance whose worker died the second time
+    pid: int
+    session_id: str
+    message_id: str
+    deaths: int
+    at: float
+    kind: str = "message.poisoned"
+
+
+@attrs.frozen
 class HealthChanged:
     service: str
     replica: int
@@ -199,6 +217,7 @@ class LogLines:
 Event = (
     InstanceStateChanged
     | InstanceExited
+    | MessagePoisoned
     | HealthChanged
     | OperatorAction
     | ConfigReloaded

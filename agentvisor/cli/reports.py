@@ -243,6 +243,7 @@ AUDITED_KINDS = (
     "operator.action",
     "config.reload",
     "connection.switched",
+    "message.poisoned",
 )
 
 
@@ -278,6 +279,12 @@ def audit_view(kind: str, event: Mapping[str, Any]) -> dict[str, Any]:
             if event.get(key)
         ]
         view["message"] = "; ".join(changes + list(event.get("errors") or [])) or "no changes"
+    elif kind == "message.poisoned":
+        view["source"], view["outcome"] = "worker", "poisoned"
+        view["message"] = (
+            f"message {event.get('message_id')!r} of session {event.get('session_id')} "
+            f"was in flight at {event.get('deaths')} worker deaths; it is not run again"
+        )
     elif kind == "connection.switched":
         view["old"], view["new"] = event.get("from_instance"), event.get("to_instance")
         view["message"] = str(event.get("reason", ""))

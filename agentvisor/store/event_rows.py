@@ -22,6 +22,7 @@ from agentvisor.events import (
     InstanceExited,
     InstanceStateChanged,
     LogLines,
+    MessagePoisoned,
     MetricsSampled,
     OperatorAction,
 )
@@ -68,6 +69,26 @@ def rows_for_event(event: Event) -> list[WriteItem]:
                         "uptime": event.uptime,
                         "reason": event.reason,
                         "stderr_tail": list(event.stderr_tail),
+                    },
+                )
+            ]
+        case MessagePoisoned():
+            return [
+                EventRow(
+                    at=event.at,
+                    kind=event.kind,
+                    service=event.service,
+                    replica=event.replica,
+                    source="worker",
+                    outcome="poisoned",
+                    message=f"message {event.message_id!r} of session {event.session_id} was in "
+                    f"flight at {event.deaths} worker deaths (the last pid {event.pid}); "
+                    "it is not run again",
+                    details={
+                        "session_id": event.session_id,
+                        "message_id": event.message_id,
+                        "deaths": event.deaths,
+                        "pid": event.pid,
                     },
                 )
             ]

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -29,9 +29,11 @@ from agentvisor.events import (
     InstanceExited,
     InstanceStateChanged,
     LogLines,
+    MessagePoisoned,
 )
 from agentvisor.supervise.health import CheckResult, check_http, check_websocket
 from agentvisor.supervise.logs import LogBook, LogChunk, RotatingLogFile, pump_lines
+from agentvisor.supervise.lostturns import LostTurn
 from agentvisor.supervise.machine import (
     Event,
     Exited,
@@ -59,6 +61,8 @@ _LIVE = frozenset({ProcessState.STARTING, ProcessState.RUNNING})
 
 #: Where captured lines go beyond the ring and the files (the state store).
 LineSink = Callable[[LogChunk], object]
+#: After a worker's death: the turns that pid had in flight (agent workers' session store).
+LostTurnReader = Callable[[int], Awaitable[list[LostTurn]]]
 
 #: At most one complaint about unwritable log files per instance this often (seconds).
 COMPLAINT_INTERVAL = 60.0
@@ -151,8 +155,10 @@ class Instance:
         bus: EventBus,
         logs: InstanceLogs,
         rng: random.Random | None = None,
+        lost_turns: LostTurnReader | None = None,
     ) -> None:
         self.service = service
+        self._lost_turns = lost_turns
         self.replica = replica
         self.host = host
         self.port = port
@@ -420,7 +426,8 @@ class Instance:
                     # a stop agentvisor asked for is explained by its reason
                     reason=why if self.machine.state is ProcessState.STOPPING else "",
                 )
-                self._enqueue(generation, Exited(code))
+                lost = await self._take_lost_turns(handle.pid)
+                self._enqueue(generation, Exited(code, in_turn=bool(lost)))
                 # The pipes close when the last holder goes; read what is left, bounded.
                 nursery.cancel_scope.deadline = trio.current_time() + OUTPUT_DRAIN_TIMEOUT
         finally:
@@ -429,6 +436,35 @@ class Instance:
             handle.close()
             if self._handle is None:
                 self._logs.close()
+
+    async def _take_lost_turns(self, pid: int) -> list[LostTurn]:
+        """The turns the dead worker had in flight; a poisoned message goes to the audit log."""
+        if self._lost_turns is None:
+            return []
+        lost = await self._lost_turns(pid)
+        for turn in lost:
+            if turn.poisoned and turn.message_id is not None:
+                log.warning(
+                    "%s:%d: message %r of session %s was in flight at %d worker deaths; "
+                    "it is not run again",
+                    self.service,
+                    self.replica,
+                    turn.message_id,
+                    turn.session_id,
+                    turn.deaths,
+                )
+                self._bus.publish(
+                    MessagePoisoned(
+                        service=self.service,
+                        replica=self.replica,
+                        pid=pid,
+                        session_id=turn.session_id,
+                        message_id=turn.message_id,
+                        deaths=turn.deaths,
+                        at=time.time(),
+                    )
+                )
+        return lost
 
     def _publish_exit(self, exited: InstanceExited) -> None:
         """The exit event, once stderr is read to its end: the cause is in its last lines.

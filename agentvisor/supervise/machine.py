@@ -58,6 +58,10 @@ class SpawnFailed:
 @frozen
 class Exited:
     returncode: int
+    #: The worker had a turn in flight: the death counts against that message (the
+    #: worker runtime contains it: run once more, then ``MESSAGE_POISONED``), not
+    #: toward backoff and fatal.
+    in_turn: bool = False
 
 
 @frozen
@@ -148,8 +152,8 @@ def step(m: Machine, event: Event, now: float, policy: Policy, rng: random.Rando
             if m.state is not S.STARTING:
                 return m, ()
             return _failed(m, f"cannot start: {message}", now, policy, rng)
-        case Exited(code):
-            return _on_exit(m, code, now, policy, rng)
+        case Exited(code, in_turn):
+            return _on_exit(m, code, in_turn, now, policy, rng)
         case HealthChecked(ok, message):
             return _on_health(m, ok, message, now, policy)
         case Timer():
@@ -276,11 +280,17 @@ def exit_cause(m: Machine, code: int, policy: Policy) -> tuple[bool, str]:
     return code in policy.exitcodes, _describe_exit(code)
 
 
-def _on_exit(m: Machine, code: int, now: float, policy: Policy, rng: random.Random) -> Step:
+def _on_exit(
+    m: Machine, code: int, in_turn: bool, now: float, policy: Policy, rng: random.Random
+) -> Step:
     if m.state not in (S.STARTING, S.RUNNING, S.STOPPING):
         return m, ()  # no process: nothing to account for
     m = attrs.evolve(m, exit_code=code)
     uptime = m.uptime(now) or 0.0
+    if in_turn and m.state is S.RUNNING and policy.wants_restart(code):
+        # Counted against the message in flight: replaced at once, failures unchanged.
+        replaced = attrs.evolve(m, pid=None, healthy_seen=False, restarts=m.restarts + 1)
+        return _spawn(replaced, f"restarting: {_describe_exit(code)} during a turn")
     match m.state:
         case S.STARTING:
             return _failed(m, f"{_describe_exit(code)} while starting", now, policy, rng)

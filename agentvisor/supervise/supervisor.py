@@ -11,6 +11,7 @@ running one (stop cancels a start still waiting for its dependencies).
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import random
@@ -31,13 +32,19 @@ from agentvisor.supervise.agentfiles import check_changed_agent_files
 from agentvisor.supervise.autoscaler import Autoscaler
 from agentvisor.supervise.instance import Instance, InstanceGone, InstanceLogs, LineSink
 from agentvisor.supervise.logs import LogBook, RotatingLogFile
+from agentvisor.supervise.lostturns import take_lost_turns
 from agentvisor.supervise.machine import Machine, Restart, Start, Stop
 from agentvisor.supervise.monitor import Monitor, Watched
 from agentvisor.supervise.policy import Health, Policy
 from agentvisor.supervise.ports import PortBook
 from agentvisor.supervise.process import Launcher
 from agentvisor.supervise.registry import Endpoint, ServiceView, aggregate_state
-from agentvisor.supervise.spec import forget_agent_files, launch_spec, log_path
+from agentvisor.supervise.spec import (
+    forget_agent_files,
+    launch_spec,
+    log_path,
+    session_store_path,
+)
 from agentvisor.supervise.states import ProcessState
 
 log = logging.getLogger("agentvisor.supervisor")
@@ -686,6 +693,11 @@ class Supervisor:
                 self._log_sink,
             ),
             rng=random.Random(self._rng.random()),
+            lost_turns=functools.partial(
+                take_lost_turns, session_store_path(self.config, service.name)
+            )
+            if agent.agent is not None
+            else None,
         )
         scope = trio.CancelScope()
 

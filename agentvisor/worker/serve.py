@@ -9,9 +9,10 @@ libraries just work) or trio, each with Hypercorn's matching server.
 
 SIGTERM or SIGINT starts the graceful shutdown: ``/health`` answers 503 and
 new WebSocket handshakes are refused, running turns may finish for up to
-``shutdown_timeout`` and are then cancelled, attached clients get
-``agent.session_closed`` (reason ``shutdown``) and a close frame (1012, so a
-router fails over), the store is flushed, and the process exits 0. A second
+``shutdown_timeout`` and are then cancelled, the sessions that changed are
+saved (they are not closed: another replica resumes them), attached clients get
+a close frame (1012, so a router fails over), the store is flushed, and the
+process exits 0. A second
 signal stops at once (exit 1).
 """
 

@@ -84,6 +84,7 @@ class Session:
     saved_seq: int = 0
     saved_history: int = 0
     open_turn: OpenTurn | None = None
+    saved_open_turn: OpenTurn | None = None
     connection: Outbox | None = None
     turn: Turn | None = None
     queue: deque[UserMessage] | None = None
@@ -110,7 +111,7 @@ class Session:
         seq = max(stored.seq, last_seq, stored.events[-1][0] if stored.events else 0)
         session.seq = session.committed_seq = session.delivered_seq = seq
         session.saved_seq, session.saved_history = seq, len(session.history)
-        session.open_turn = stored.open_turn
+        session.open_turn = session.saved_open_turn = stored.open_turn
         session.message_ids = list(stored.message_ids)
         return session
 
@@ -223,7 +224,17 @@ class Session:
             tuple(self.message_ids),
         )
 
+    @property
+    def unsaved(self) -> bool:
+        """Whether events, messages or the open turn changed since the last save."""
+        return (
+            self.seq > self.saved_seq
+            or len(self.history) != self.saved_history
+            or self.open_turn != self.saved_open_turn
+        )
+
     def mark_saved(self, delta: SessionDelta) -> None:
+        self.saved_open_turn = delta.open_turn
         self.saved_seq = max(self.saved_seq, delta.seq)
         self.saved_history = max(self.saved_history, delta.history_start + len(delta.new_messages))
 

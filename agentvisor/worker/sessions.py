@@ -46,13 +46,10 @@ from agentvisor.worker.protocol import (
 )
 from agentvisor.worker.session import Outbox, Session, Turn
 from agentvisor.worker.stats import WorkerStats
-from agentvisor.worker.store import OpenTurn, SessionStore, StoreError
+from agentvisor.worker.store import POISON_DEATHS, OpenTurn, SessionStore, StoreError
 from agentvisor.worker.turns import TurnRunner, utc_timestamp
 
 log = logging.getLogger("agentvisor.worker")
-
-#: A user message in flight at this many worker deaths is not run again (``MESSAGE_POISONED``).
-POISON_DEATHS = 2
 
 
 @frozen
@@ -118,8 +115,8 @@ class SessionManager:
 
     async def shutdown(self, drain_timeout: float) -> None:
         """Refuse new work, let running turns finish for up to ``drain_timeout``, cancel the
-        rest, tell attached clients ``session_closed`` (reason ``shutdown``) and save every
-        session, which stays in the store for another replica to resume."""
+        rest and save every session that changed; each stays in the store for another
+        replica to resume (no ``session_closed``: the session is not over)."""
         self.draining = True
         for session in self.sessions.values():
             self._drop_queue(session, shutting_down=True)
@@ -132,15 +129,18 @@ class SessionManager:
         with anyio.move_on_after(drain_timeout):
             for turn in turns:
                 await turn.done.wait()
+        # The sessions are not closed: they stay in the shared store and the client
+        # (through the router, after the 1012 close) resumes them on another replica.
+        # Only what changed is saved: a session already moved to another replica is
+        # that replica's now, and a stale copy written back would number events twice.
         sessions = list(self.sessions.values())
         for session in sessions:
-            session.closed = True
-            session.emit(self._closed_fields(CloseReason.SHUTDOWN), self.timestamp())
             if session.connection is not None:
                 session.detach(session.connection)
         async with anyio.create_task_group() as task_group:
             for session in sessions:
-                task_group.start_soon(self.runner.save_bounded, session)
+                if session.unsaved:
+                    task_group.start_soon(self.runner.save_bounded, session)
         self.sessions.clear()
         self._stopped.set()
 

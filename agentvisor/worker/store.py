@@ -7,6 +7,12 @@ user's message appended; the turn finished), when it is created or resumed,
 and at shutdown; it deletes a session when the client closes it or it times
 out.
 
+Beside each session's ``open_turn`` (which the replica resuming it rewrites),
+``turns_in_flight`` holds the turns each worker process (by pid) is running;
+only that worker writes its rows. After a worker's death the supervisor reads
+and removes its rows (``agentvisor.supervise.lostturns``), so it can count
+the death against the message that was in flight instead of the agent's health.
+
 ``SqliteSessionStore`` keeps one connection in WAL mode with a busy timeout,
 used by one thread at a time: a writer task batches the saves that arrive
 together into one transaction, and every call runs off the event loop via
@@ -47,6 +53,8 @@ class OpenTurn:
 
 #: Message ids remembered per session for de-duplication (the most recent).
 MAX_MESSAGE_IDS = 1000
+#: A user message in flight at this many worker deaths is not run again (``MESSAGE_POISONED``).
+POISON_DEATHS = 2
 
 
 @frozen
@@ -179,6 +187,13 @@ CREATE TABLE IF NOT EXISTS messages (
     body TEXT NOT NULL,
     PRIMARY KEY (session_id, idx)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS turns_in_flight (
+    worker INTEGER NOT NULL,
+    session_id TEXT NOT NULL,
+    message_id TEXT,
+    deaths INTEGER NOT NULL,
+    PRIMARY KEY (worker, session_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     session_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -258,8 +273,9 @@ class SqliteSessionStore:
     Open it with ``open_sqlite_store``, which runs its writer task.
     """
 
-    def __init__(self, path: str, replay_limit: int = 500) -> None:
+    def __init__(self, path: str, replay_limit: int = 500, worker: int | None = None) -> None:
         self.path = path
+        self.worker = os.getpid() if worker is None else worker  # owner of turns_in_flight rows
         self._replay_limit = replay_limit
         self._connection: sqlite3.Connection | None = None
         self._limiter = anyio.CapacityLimiter(1)  # one thread at a time on the connection
@@ -346,6 +362,7 @@ class SqliteSessionStore:
         ]
         events = [(delta.session_id, seq, text) for seq, text in delta.new_events]
         keep_after = delta.seq - self._replay_limit
+        open_turn = delta.open_turn
         history_end = delta.history_start + len(delta.new_messages)
 
         def write(connection: sqlite3.Connection) -> None:
@@ -366,6 +383,16 @@ class SqliteSessionStore:
             )
             connection.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?, ?)", messages)
             connection.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?)", events)
+            if open_turn is None:
+                connection.execute(
+                    "DELETE FROM turns_in_flight WHERE worker = ? AND session_id = ?",
+                    (self.worker, delta.session_id),
+                )
+            else:
+                connection.execute(
+                    "INSERT OR REPLACE INTO turns_in_flight VALUES (?, ?, ?, ?)",
+                    (self.worker, delta.session_id, open_turn.message_id, open_turn.deaths),
+                )
             if events and keep_after > 0:
                 connection.execute(
                     "DELETE FROM events WHERE session_id = ? AND seq <= ?",
@@ -376,7 +403,11 @@ class SqliteSessionStore:
 
     async def delete(self, session_id: str) -> None:
         def write(connection: sqlite3.Connection) -> None:
-            for table, column in (("messages", "session_id"), ("events", "session_id")):
+            for table, column in (
+                ("messages", "session_id"),
+                ("events", "session_id"),
+                ("turns_in_flight", "session_id"),
+            ):
                 connection.execute(f"DELETE FROM {table} WHERE {column} = ?", (session_id,))
             connection.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
@@ -388,7 +419,7 @@ class SqliteSessionStore:
         def write(connection: sqlite3.Connection) -> None:
             nonlocal count
             old = "SELECT id FROM sessions WHERE updated_at < ?"
-            for table in ("messages", "events"):
+            for table in ("messages", "events", "turns_in_flight"):
                 connection.execute(
                     f"DELETE FROM {table} WHERE session_id IN ({old})", (idle_before,)
                 )
@@ -440,14 +471,14 @@ class SqliteSessionStore:
 
 @asynccontextmanager
 async def open_sqlite_store(
-    path: str, replay_limit: int = 500
+    path: str, replay_limit: int = 500, worker: int | None = None
 ) -> AsyncIterator[SqliteSessionStore]:
     """Open ``path`` (creating its directory and tables) and run its writer until exit.
 
     ``StoreError`` if it cannot be opened. On exit the queued writes are
     committed before the file is closed.
     """
-    store = SqliteSessionStore(path, replay_limit)
+    store = SqliteSessionStore(path, replay_limit, worker)
     await store.open()
     async with anyio.create_task_group() as task_group:
         task_group.start_soon(store.run_writer)

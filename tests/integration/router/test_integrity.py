@@ -17,10 +17,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from agentvisor.config.load import load_config
-from agentvisor.events import InstanceExited
+from agentvisor.events import InstanceExited, InstanceStateChanged, MessagePoisoned
 from agentvisor.supervise.spec import session_store_path
 from tests.integration.router.harness import client
 from tests.integration.router.supervised import agent_config, supervised
@@ -60,13 +61,16 @@ async def converse(url: str, number: int, results: dict[int, dict[str, Any]]) ->
     }
 
 
-def stored_user_messages(store: str, session: str) -> list[str]:
+def stored_history(store: str, session: str) -> list[dict[str, Any]]:
     with sqlite3.connect(store) as db:
         rows = db.execute(
             "SELECT body FROM messages WHERE session_id = ? ORDER BY idx", (session,)
         ).fetchall()
-    history = [json.loads(body) for (body,) in rows]
-    return [m["content"] for m in history if m["role"] == "user"]
+    return [json.loads(body) for (body,) in rows]
+
+
+def stored_user_messages(store: str, session: str) -> list[str]:
+    return [m["content"] for m in stored_history(store, session) if m["role"] == "user"]
 
 
 async def test_issue_9_a_kill_storm_leaves_every_history_exactly_its_conversation(
@@ -105,27 +109,44 @@ async def test_issue_9_a_kill_storm_leaves_every_history_exactly_its_conversatio
         seqs = [e["seq"] for e in result["received"] if "seq" in e]
         assert len(seqs) == len(set(seqs)), (number, seqs)  # no event delivered twice
         assert stored_user_messages(store, result["session"]) == result["said"], number
+        roles = [m["role"] for m in stored_history(store, result["session"])]
+        assert roles == ["user", "assistant"] * len(result["said"]), (number, roles)
+        answers = [e["content"] for e in ends if e["event"] == "agent.final_answer"]
+        stored_answers = [
+            m["content"]
+            for m in stored_history(store, result["session"])
+            if m["role"] == "assistant"
+        ]
+        assert stored_answers == answers, number  # each answer once, the one the client got
 
 
 POISON = Path(__file__).resolve().parents[2] / "agents" / "poison.py"
 
 
+@pytest.mark.parametrize("replicas", [1, 2])
 async def test_issue_9_a_poison_message_costs_two_workers_and_one_clear_error(
-    tmp_path: Path,
+    tmp_path: Path, replicas: int
 ) -> None:
-    """The tool calls ``os._exit(3)`` on one input, sent once through the router."""
-    config = agent_config(tmp_path / "agentvisor.toml", replicas=2, agent_file=POISON)
+    """The tool calls ``os._exit(3)`` on one input, sent once through the router: two
+    worker exits, one ``MESSAGE_POISONED``, an audit event, and the agent stays up."""
+    config = agent_config(tmp_path / "agentvisor.toml", replicas=replicas, agent_file=POISON)
     store = session_store_path(load_config(config), "chat")
     died: list[InstanceExited] = []
+    poisoned: list[MessagePoisoned] = []
+    states: list[str] = []
 
-    def count_exits(event: object) -> bool:
+    def watch(event: object) -> bool:
         if isinstance(event, InstanceExited):
             died.append(event)
+        elif isinstance(event, MessagePoisoned):
+            poisoned.append(event)
+        elif isinstance(event, InstanceStateChanged):
+            states.append(event.new)
         return False
 
     async with (
         supervised(config, failover_grace=15.0) as stack,
-        stack.supervisor.bus.subscribe(count_exits),
+        stack.supervisor.bus.subscribe(watch),
         client(stack.url) as bystander,
         client(stack.url) as victim,
     ):
@@ -133,9 +154,10 @@ async def test_issue_9_a_poison_message_costs_two_workers_and_one_clear_error(
         await victim.send({"event": "user.message", "content": "poison", "message_id": "p1"})
         error = await victim.recv_until(lambda e: e.get("event") in TURN_ENDS, timeout=60)
         with trio.fail_after(30):
-            await stack.wait(lambda: len(stack.routable()) == 2)
+            await stack.wait(lambda: len(stack.routable()) == replicas)
         after = await bystander.ask("again", calm["session_id"])
         fine = await victim.ask("fine", error["session_id"])
+        service_state = stack.supervisor.service("chat").state
 
     assert (error["event"], error["code"], error["message_id"]) == (
         "agent.error",
@@ -144,6 +166,12 @@ async def test_issue_9_a_poison_message_costs_two_workers_and_one_clear_error(
     )
     assert error["recoverable"] is False
     assert len(died) == 2, died
+    assert not {"backoff", "fatal"} & set(states), states
+    assert service_state == "running"
+    assert [(p.service, p.session_id, p.message_id, p.deaths) for p in poisoned] == [
+        ("chat", error["session_id"], "p1", 2)
+    ]
+    assert poisoned[0].pid == died[-1].pid  # the instance whose worker died the second time
     assert after["content"] == "again has 5 characters"
     assert fine["content"] == "fine has 4 characters"
     assert stored_user_messages(store, calm["session_id"]) == ["hello", "again"]

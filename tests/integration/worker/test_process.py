@@ -110,7 +110,7 @@ async def read_until_closed(client: Client, frames: list[Frame]) -> None:
         frames.append(await client.recv())
 
 
-async def test_sigterm_finishes_or_cancels_turns_closes_sessions_and_exits_0(
+async def test_sigterm_finishes_or_cancels_turns_keeps_sessions_resumable_and_exits_0(
     tmp_path: Path,
 ) -> None:
     frames: list[Frame] = []
@@ -134,13 +134,11 @@ async def test_sigterm_finishes_or_cancels_turns_closes_sessions_and_exits_0(
             assert closed.value.rcvd.code == 1012
         assert await worker.wait() == 0
         assert "Traceback" not in worker.stderr
-    ends = {f["session_id"]: f for f in frames if f["event"] != "agent.session_closed"}
+    ends = {f["session_id"]: f for f in frames}
     assert ends[quick]["event"] == "agent.final_answer"
     assert (ends[slow]["event"], ends[slow]["reason"]) == ("agent.cancelled", "shutdown")
-    closed_sessions = {
-        f["session_id"]: f["reason"] for f in frames if f["event"] == "agent.session_closed"
-    }
-    assert closed_sessions == {quick: "shutdown", slow: "shutdown"}
+    # issue 15: the sessions are not over, so no session_closed; they resume elsewhere
+    assert not [f for f in frames if f["event"] == "agent.session_closed"]
     # the store was flushed: another worker resumes the session
     async with (
         worker_process(tmp_path, name="next") as successor,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from agentvisor.supervise.lostturns import LostTurn, take_lost_turns
 from agentvisor.worker.store import (
     MemorySessionStore,
     OpenTurn,
@@ -134,3 +135,28 @@ async def test_writes_after_close_and_unopenable_files_are_store_errors(tmp_path
     with pytest.raises(StoreError, match="cannot open session store"):
         async with open_sqlite_store(str(tmp_path / "a-directory.sqlite3")):
             pass
+
+
+async def test_issue_9_the_turns_a_worker_runs_are_readable_after_its_death(
+    tmp_path: Path,
+) -> None:
+    """Each worker's turns in flight are its own rows; ``take_lost_turns`` reads and removes
+    the dead one's, so the supervisor counts that death against the message."""
+    path = str(tmp_path / "s.sqlite3")
+    async with (
+        open_sqlite_store(path, worker=11) as dead,
+        open_sqlite_store(path, worker=12) as live,
+    ):
+        await dead.save(delta("a", open_turn=OpenTurn("m1", 1)))
+        await dead.save(delta("b", open_turn=OpenTurn(7)))
+        await dead.save(delta("c", open_turn=OpenTurn("m3")))
+        await dead.save(delta("c", seq=2))  # its turn ended
+        await live.save(delta("d", open_turn=OpenTurn("m4")))
+
+    lost = sorted(await take_lost_turns(path, 11), key=lambda turn: turn.session_id)
+
+    assert lost == [LostTurn("a", "m1", 2), LostTurn("b", "7", 1)]
+    assert [turn.poisoned for turn in lost] == [True, False]
+    assert await take_lost_turns(path, 11) == []  # taken once
+    assert await take_lost_turns(path, 12) == [LostTurn("d", "m4", 1)]
+    assert await take_lost_turns(str(tmp_path / "none.sqlite3"), 11) == []

@@ -10,6 +10,7 @@ from agentvisor.events import (
     ConnectionRefused,
     InstanceExited,
     LogLines,
+    MessagePoisoned,
     MetricPoint,
     MetricsSampled,
     OperatorAction,
@@ -63,3 +64,16 @@ def test_counters_add_up_and_gauges_average() -> None:
         Metric.ERRORS,
         Metric.RESTARTS,
     }
+
+
+def test_issue_9_a_poisoned_message_names_agent_instance_session_and_message() -> None:
+    (row,) = rows_for_event(MessagePoisoned("chat", 1, 42, "s-1", "m-7", 2, 1.0))
+    assert isinstance(row, EventRow)
+    assert (row.kind, row.service, row.replica, row.outcome) == (
+        "message.poisoned",
+        "chat",
+        1,
+        "poisoned",
+    )
+    assert "message 'm-7' of session s-1" in row.message
+    assert row.details == {"session_id": "s-1", "message_id": "m-7", "deaths": 2, "pid": 42}

@@ -392,12 +392,11 @@ async def test_shutdown_drains_then_cancels_and_keeps_sessions_stored(
         assert ends["q"]["event"] == "agent.final_answer"
         assert ends["w"]["code"] == "SHUTTING_DOWN"
         assert (ends["s"]["event"], ends["s"]["reason"]) == ("agent.cancelled", "shutdown")
-        closed = connection.events("agent.session_closed")
-        assert {c["reason"] for c in closed} == {"shutdown"}
-        assert len(closed) == 2
+        # issue 15: the sessions are not over, so no session_closed; they stay resumable
+        assert connection.events("agent.session_closed") == []
         stored = await store.load(slow)
         assert stored is not None
-        assert stored.events[-1][1].startswith('{"event":"agent.session_closed"')
+        assert stored.events[-1][1].startswith('{"event":"agent.cancelled"')
         await say(manager, connection, CreateSession())
         assert connection.frames[-1]["code"] == "SHUTTING_DOWN"
 
@@ -501,3 +500,21 @@ async def test_a_turn_without_message_id_lost_with_its_worker_is_worker_lost(
         assert stored.history == []
         assert stored.open_turn is None
         nursery.cancel_scope.cancel()
+
+
+async def test_issue_15_shutdown_does_not_write_back_a_session_it_did_not_change(
+    autojump_clock: Any,
+) -> None:
+    """A session moved to another replica is that replica's: an unchanged copy is not saved."""
+    store = MemorySessionStore()
+    async with trio.open_nursery() as nursery:
+        manager = await start(nursery, store)
+        connection = FakeConnection()
+        session = await new_session(manager, connection)
+        await say(manager, connection, UserMessage("hi", session, "m1"))
+        await trio.sleep(5)
+        before = await store.load(session)
+        assert before is not None
+        await manager.shutdown(drain_timeout=1)
+        after = await store.load(session)
+    assert after == before
