@@ -178,7 +178,10 @@ class GuardLink:
             pid = os.posix_spawn(
                 sys.executable,
                 [sys.executable, "-I", "-S", os.path.abspath(__file__)],
-                os.environ,
+                # Not a worker's descendant: without agentvisor's own spawn tag (when
+                # agentvisor runs under another), an outer agentvisor that reaps orphans
+                # would kill the guard before it has done its work.
+                {k: v for k, v in os.environ.items() if k != "AGENTVISOR_SPAWN"},
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, read_fd, 0),
                     (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
