@@ -176,3 +176,35 @@ async def test_issue_9_a_poison_message_costs_two_workers_and_one_clear_error(
     assert fine["content"] == "fine has 4 characters"
     assert stored_user_messages(store, calm["session_id"]) == ["hello", "again"]
     assert stored_user_messages(store, error["session_id"]) == ["fine"]
+
+
+async def test_issue_9_frames_the_worker_rejects_are_no_turns_to_send_again(
+    tmp_path: Path,
+) -> None:
+    # Five user.message frames with NaN, which the worker answers INVALID_MESSAGE, were
+    # counted as turns in flight; after a worker kill the next real turn went unanswered.
+    config = agent_config(tmp_path / "agentvisor.toml", replicas=2, agent_file=SCRIPTED)
+    store = session_store_path(load_config(config), "chat")
+    async with supervised(config, failover_grace=15.0) as stack:
+        with trio.fail_after(60):
+            async with client(stack.url) as ws:
+                await ws.send({"event": "user.message", "content": "sleep:0.01"})
+                first = await ws.recv_until(lambda e: e.get("event") in TURN_ENDS)
+                session = first["session_id"]
+                bad = f'{{"event": "user.message", "session_id": "{session}", "content": NaN}}'
+                for _ in range(5):
+                    await ws.send(bad)
+                for _ in range(5):
+                    error = await ws.recv_until(lambda e: e.get("event") == "agent.error")
+                    assert error["code"] == "INVALID_MESSAGE"
+                table = stack.router.table
+                [serving] = [i for i in stack.routable() if table.connections_of(i)]
+                os.kill(stack.pid_of(serving), signal.SIGKILL)
+                await ws.send(
+                    {"event": "user.message", "session_id": session, "content": "sleep:0.02"}
+                )
+                end = await ws.recv_until(lambda e: e.get("event") in TURN_ENDS, timeout=30)
+                assert end["event"] == "agent.final_answer"
+                rejected = [e for e in ws.received if e.get("code") == "INVALID_MESSAGE"]
+                assert len(rejected) == 5  # none of them was sent to the new worker again
+    assert stored_user_messages(store, session) == ["sleep:0.01", "sleep:0.02"]
