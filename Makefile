@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= agentvisor.toml.example
-LINTED := agentvisor tests examples $(wildcard bench)
+LINTED := agentvisor tests examples hatch_build.py $(wildcard bench)
 
 .PHONY: run test lint typecheck layers unit check bench clean console console-test chromium docs
 
@@ -47,7 +47,7 @@ console-test: $(VENV)/.installed $(CONSOLE_BUILT) chromium
 run: $(VENV)/.installed $(CONSOLE_BUILT)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/agentvisor run -c $(CONFIG)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(CONSOLE_BUILT)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy
