@@ -180,10 +180,11 @@ def main() -> None:
     )
     print(f"  no console      {statistics.median(idle):.2f}  {[round(x, 2) for x in idle]}")
     print(f"  5 consoles open {statistics.median(five):.2f}  {[round(x, 2) for x in five]}")
-    print(
-        f"  consoles' share {statistics.median(extra):.2f} "
-        f"(goal < {GOAL_CPU} %: {'met' if statistics.median(five) < GOAL_CPU else 'not met'})"
-    )
+    # The goal is what the consoles cost: the no-console run already pays for the
+    # agent being scaled and for this script's own API calls.
+    share = statistics.median(extra)
+    verdict = "met" if share < GOAL_CPU else "not met"
+    print(f"  consoles' share {share:.2f} (goal: 5 consoles < {GOAL_CPU} % of a core: {verdict})")
 
 
 if __name__ == "__main__":
