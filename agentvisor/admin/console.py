@@ -3,7 +3,9 @@
 ``npm run build`` in ``web-console/`` writes them to ``admin/static/`` (kept
 out of git, carried by the wheel). ``/`` and the console's own pages (deep
 links such as ``/services/weather``) answer ``index.html``; ``/assets/NAME``
-are Vite's content-hashed files, cached for a year. Everything here needs no
+are Vite's content-hashed files, cached for a year, and sent gzipped to a
+browser that accepts it (compressed once, on first request, and kept: a
+hashed name never changes content). Everything here needs no
 token: these are the same static files for everyone and hold no data, and a
 browser following a link cannot send a bearer header; the console asks for
 the token and sends it with every API call.
@@ -16,11 +18,14 @@ says how to build them.
 
 from __future__ import annotations
 
+import gzip
 import importlib.resources
+import mimetypes
 from typing import TYPE_CHECKING
 
 import trio
-from quart import Blueprint, Response, send_from_directory
+from quart import Blueprint, Response, request, send_from_directory
+from werkzeug.security import safe_join
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -29,6 +34,8 @@ if TYPE_CHECKING:
 CONSOLE_PAGES = ("dashboard", "services", "connections", "routing", "logs", "events", "login")
 #: Hashed assets never change under one name.
 ASSET_MAX_AGE = 365 * 86400
+#: Assets worth compressing (fonts and images come compressed).
+COMPRESSIBLE = (".js", ".css", ".svg", ".json", ".map", ".txt")
 CONSOLE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
@@ -102,12 +109,49 @@ def console_blueprint() -> Blueprint:
             response.headers["Cache-Control"] = "no-cache"
         return page_headers(response)
 
+    gzipped: dict[str, tuple[bytes, str]] = {}  # asset name -> (gzip body, its ETag)
+
+    async def compressed(name: str) -> tuple[bytes, str] | None:
+        if name not in gzipped:
+            path = safe_join(str(root), "assets", name)
+            if path is None:
+                return None
+            try:
+                raw = await trio.to_thread.run_sync(_read, path)
+            except OSError:  # missing, or a directory: the plain path answers 404
+                return None
+            body = await trio.to_thread.run_sync(gzip.compress, raw, 6)
+            gzipped[name] = (body, f'"{name}.gz"')  # the name holds the content's hash
+        return gzipped[name]
+
     @blueprint.get("/assets/<path:name>")
     async def asset(name: str) -> Response:
-        return await static_file(f"assets/{name}", ASSET_MAX_AGE)
+        if name.endswith(COMPRESSIBLE) and request.accept_encodings.quality("gzip") > 0:
+            found = await compressed(name)
+            if found is not None:
+                body, etag = found
+                if etag in request.headers.get("If-None-Match", ""):
+                    response = Response(b"", status=304)
+                else:
+                    kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+                    response = Response(body, content_type=kind)
+                    response.headers["Content-Encoding"] = "gzip"
+                response.headers["ETag"] = etag
+                response.headers["Vary"] = "Accept-Encoding"
+                response.headers["Cache-Control"] = f"public, max-age={ASSET_MAX_AGE}, immutable"
+                return page_headers(response)
+        response = await static_file(f"assets/{name}", ASSET_MAX_AGE)
+        if name.endswith(COMPRESSIBLE):
+            response.headers["Vary"] = "Accept-Encoding"
+        return response
 
     @blueprint.get("/favicon.svg")
     async def favicon() -> Response:
         return await static_file("favicon.svg", 0)
 
     return blueprint
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
