@@ -4,7 +4,7 @@ Run: ``.venv/bin/python bench/log_flood.py [--seconds 300] [--cap-mb 64]``.
 
 How it measures. It writes a config into a temporary directory (router and
 admin API on port 0, ``[supervisor] store_max_mb = --cap-mb``) with one agent
-running ``bench/flood_worker.py``, which writes ~110-byte lines to its stdout
+running ``tests/children/stdout_flood.py``, which writes ~110-byte lines to its stdout
 as fast as the pipe takes them for ``--seconds`` and then sleeps. It starts
 ``agentvisor run`` as a child process and once a second samples agentvisor's
 CPU time (user + system, all threads; the worker is another process and not
@@ -38,7 +38,12 @@ MiB = 1024 * 1024
 
 
 def _config(directory: Path, cap_mb: float, seconds: float) -> Path:
-    worker = [sys.executable, str(ROOT / "bench" / "flood_worker.py"), "--seconds", str(seconds)]
+    worker = [
+        sys.executable,
+        str(ROOT / "tests" / "children" / "stdout_flood.py"),
+        "--seconds",
+        str(seconds),
+    ]
     command = "[" + ", ".join(f'"{part}"' for part in worker) + "]"
     path = directory / "agentvisor.toml"
     path.write_text(
