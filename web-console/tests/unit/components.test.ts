@@ -77,6 +77,16 @@ describe('FailureNote', () => {
 })
 
 describe('ConfigEditor', () => {
+  test('a live reload of the service keeps what the operator is typing', async () => {
+    const wrapper = mount(ConfigEditor, { props: { name: 'web', config: { replicas: 1, description: 'x' } } })
+    await wrapper.setProps({ config: { replicas: 2, description: 'x' } }) // scaled elsewhere: shown
+    expect((wrapper.get('[data-test="field-replicas"] input').element as HTMLInputElement).value).toBe('2')
+    await wrapper.get('[data-test="field-replicas"] input').setValue('-1')
+    await wrapper.setProps({ config: { replicas: 2, description: 'x' } }) // the same, reloaded
+    await wrapper.setProps({ config: { replicas: 2, description: 'y' } }) // changed elsewhere
+    expect((wrapper.get('[data-test="field-replicas"] input').element as HTMLInputElement).value).toBe('-1')
+  })
+
   test('a CONFIG_INVALID answer shows each problem at its field and the rest on top', async () => {
     answer(() =>
       json(422, {
