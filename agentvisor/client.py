@@ -113,6 +113,11 @@ class _Endpoints(Generic[R]):
     def reload(self) -> R:
         return self._send(Call("POST", "/api/v1/reload", timeout=60.0 + SLACK))
 
+    def preview_reload(self) -> R:
+        """What a reload would do, the file read with agentvisor's environment; changes nothing."""
+        params: dict[str, str | int | float] = {"dry_run": "true"}
+        return self._send(Call("POST", "/api/v1/reload", params, timeout=60.0 + SLACK))
+
     def logs(
         self,
         name: str,

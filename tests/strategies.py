@@ -603,3 +603,23 @@ def connection_runs(draw: st.DrawFn) -> list[tuple[str, float]]:
         st.sampled_from((0.0, 0.01, 0.5, 3.0)),
     )
     return draw(st.lists(steps, max_size=40))
+
+
+@st.composite
+def interpolated_texts(draw: st.DrawFn) -> tuple[str, set[str]]:
+    """A string value of literal text, ``$$`` escapes and ``${NAME}`` / ``${NAME:-default}``
+    references to A, B or C; with the names it references."""
+    pieces = draw(
+        st.lists(
+            st.one_of(
+                st.text(alphabet="abc {}:-", max_size=4).map(lambda t: (t, "")),
+                st.just(("$$", "")),
+                st.sampled_from("ABC").map(lambda n: ("${" + n + "}", n)),
+                st.tuples(st.sampled_from("ABC"), st.text(alphabet="xy $", max_size=3)).map(
+                    lambda p: ("${" + p[0] + ":-" + p[1] + "}", p[0])
+                ),
+            ),
+            max_size=6,
+        )
+    )
+    return "".join(text for text, _ in pieces), {name for _, name in pieces if name}

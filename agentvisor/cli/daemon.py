@@ -16,6 +16,7 @@ from typing import NoReturn
 from rich.console import Console
 
 from agentvisor import __version__
+from agentvisor.cli import render
 from agentvisor.cli.ctl import (
     EXIT_FAILED,
     EXIT_OK,
@@ -52,9 +53,13 @@ def _plural(count: int, word: str) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from agentvisor.config.load import load_config
+    if args.against_daemon:
+        return _check_against_daemon(args.config)
+    from agentvisor.config.load import environment_use_of, load_config
     from agentvisor.supervise.agentfiles import check_agent_files
 
+    environment = render.environment_line(environment_use_of(args.config).to_dict(), "this shell's")
+    hint = "the running agentvisor reads its own: agentvisor check --against-daemon"
     try:
         config = load_config(args.config)
         issues = check_agent_files(config, shown_as=args.config)
@@ -63,12 +68,53 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigInvalid as error:
         for issue in error.issues:
             print(str(issue))
+        if environment is not None:
+            _err(f"{environment} ({hint})")
         return EXIT_FAILED
     except OSError as error:
         _err(f"cannot read {args.config}: {error.strerror or error}")
         return EXIT_FAILED
     agents, routes = len(config.agents), len(config.routes)
     print(f"{args.config}: ok ({_plural(agents, 'agent')}, {_plural(routes, 'route')})")
+    if environment is not None:
+        print(f"{environment} ({hint})")
+    return EXIT_OK
+
+
+def _check_against_daemon(config_path: str) -> int:
+    """Ask the running agentvisor to validate its config file as a reload would, with its
+    own environment, and print the plan; nothing changes."""
+    address = locate_admin(config_path)
+    try:
+        with AgentvisorClient(address.server, token=address.token, source="cli") as client:
+            info = client.info()
+            running = str(info.get("config_path", ""))
+            if os.path.realpath(running) != os.path.realpath(config_path):
+                _err(
+                    f"the agentvisor at {address.server} runs {running}, not {config_path}; "
+                    f"it can check only its own file (agentvisor check -c {running} "
+                    "--against-daemon)"
+                )
+                return EXIT_FAILED
+            whose = f"the running agentvisor's (pid {info.get('pid', '?')})"
+            try:
+                data = client.preview_reload()
+            except ApiError as error:
+                if error.code != "CONFIG_INVALID":
+                    raise
+                for line in error.details.get("errors", []) or [error.message]:
+                    print(str(line))
+                _err(f"invalid with {whose} environment: a reload would be rejected")
+                return EXIT_FAILED
+    except Unreachable as error:
+        _err(unreachable_message(address.server, error))
+        return EXIT_UNREACHABLE
+    print(f"{running}: ok with {whose} environment")
+    for line in render.reload_lines(data):
+        print(line)
+    environment = render.environment_line(data.get("environment", {}), whose)
+    if environment is not None:
+        print(environment)
     return EXIT_OK
 
 
@@ -128,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"config file (default: {DEFAULT_CONFIG})",
         )
         sub.set_defaults(handler=handler)
+        if name == "check":
+            sub.add_argument(
+                "--against-daemon",
+                action="store_true",
+                help="let the running agentvisor validate its config file with its own "
+                "environment and say what a reload would do (changes nothing)",
+            )
         if name == "run":
             sub.add_argument(
                 "--log-format",

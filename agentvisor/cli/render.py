@@ -314,9 +314,25 @@ def reload_lines(data: Mapping[str, Any]) -> list[str]:
         for key, names in data.items()
         if isinstance(names, list) and names
     ]
+    if data.get("dry_run"):
+        if not changes:
+            return ["dry run: a reload would change nothing"]
+        return ["dry run, a reload would do (nothing was done): " + "; ".join(changes)]
     if not changes:
         return ["reloaded: no changes"]
     return ["reloaded: " + "; ".join(changes)]
+
+
+def environment_line(use: Mapping[str, Any], whose: str) -> str | None:
+    """Which ``${VAR}`` a config file read from ``whose`` environment; None when it has none."""
+    found = [
+        f"{label} {', '.join(str(name) for name in names)}"
+        for label, names in (("set:", use.get("set")), ("unset:", use.get("unset")))
+        if isinstance(names, list) and names
+    ]
+    if not found:
+        return None
+    return f"${{VAR}} read from {whose} environment; " + "; ".join(found)
 
 
 def log_line(line: Mapping[str, Any], *, show_instance: bool) -> str:

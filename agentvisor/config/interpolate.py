@@ -12,15 +12,68 @@ fields accept when it parses.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+import attrs
 
 from agentvisor.config.convert import FromEnvironment, KeySegment, key_path
 from agentvisor.errors import ConfigIssue
 
-__all__ = ["interpolate"]
+__all__ = ["EnvironmentUse", "environment_use", "interpolate"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@attrs.frozen
+class EnvironmentUse:
+    """The variables a file references, split by whether the environment read had them."""
+
+    set: tuple[str, ...] = ()
+    unset: tuple[str, ...] = ()  # their default was used, or they are reported as issues
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"set": list(self.set), "unset": list(self.unset)}
+
+
+def environment_use(raw: Mapping[str, Any], env: Mapping[str, str]) -> EnvironmentUse:
+    """Which variables the string values of ``raw`` reference, in order of first use.
+
+    Found by expanding ``raw`` against a mapping that notes every name looked up, so
+    it agrees with :func:`interpolate` on what a reference is.
+    """
+    recorder = _Recorder(env)
+    _walk(dict(raw), (), recorder, [], "")
+    names = list(recorder.names)
+    return EnvironmentUse(
+        tuple(name for name in names if name in env),
+        tuple(name for name in names if name not in env),
+    )
+
+
+class _Recorder(Mapping[str, str]):
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self.names: dict[str, None] = {}
+
+    def __getitem__(self, name: str) -> str:
+        self.names[name] = None
+        return self._env[name]
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str):
+            self.names[name] = None
+        return name in self._env
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self.names[name] = None
+        return self._env.get(name, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
 
 
 def interpolate(

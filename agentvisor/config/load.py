@@ -20,13 +20,14 @@ from typing import Literal
 import attrs
 
 from agentvisor.config.convert import KeySegment, structure_config
-from agentvisor.config.interpolate import interpolate
+from agentvisor.config.interpolate import EnvironmentUse, environment_use, interpolate
 from agentvisor.config.model import Config
 from agentvisor.config.validate import validate_config
 from agentvisor.errors import ConfigInvalid, ConfigIssue
 
 __all__ = [
     "Location",
+    "environment_use_of",
     "load_config",
     "locate",
     "parse_config",
@@ -63,6 +64,19 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         text, shown, os.environ if env is None else env, base_dir=os.path.dirname(absolute)
     )
     return attrs.evolve(config, source=absolute)
+
+
+def environment_use_of(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> EnvironmentUse:
+    """The ``${VAR}`` names the file at ``path`` references, set or not in ``env``
+    (``os.environ`` by default); none when the file cannot be read or parsed."""
+    try:
+        with open(path, "rb") as file:
+            raw = tomllib.loads(file.read().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return EnvironmentUse()
+    return environment_use(raw, os.environ if env is None else env)
 
 
 def parse_config(

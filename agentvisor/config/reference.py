@@ -240,7 +240,12 @@ One TOML file, `agentvisor.toml`, describes the whole system;
 `agentvisor check -c FILE` validates a file the way `agentvisor reload` does.
 
 - A value may name an environment variable: `"${NAME}"` or `"${NAME:-default}"`.
-  A missing variable without a default is an error naming the key.
+  A missing variable without a default is an error naming the key. `check`
+  reads the environment of the shell it runs in and names the variables it
+  used; a reload reads agentvisor's own (the systemd unit's, say).
+  `agentvisor check --against-daemon -c FILE` lets the running agentvisor
+  validate its file with its environment and print what a reload would do,
+  changing nothing.
 - Relative paths are relative to the config file's directory.
 - Durations are seconds (floats allowed); sizes carry their unit in the key
   (`_mb`, `_bytes`).

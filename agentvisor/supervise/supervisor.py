@@ -18,13 +18,14 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import attrs
 import trio
 
 from agentvisor.config.diff import ReloadPlan, plan_reload
-from agentvisor.config.load import load_config
+from agentvisor.config.interpolate import EnvironmentUse
+from agentvisor.config.load import environment_use_of, load_config
 from agentvisor.config.model import AgentConfig, Config
 from agentvisor.errors import AgentvisorError, ConfigInvalid, ServiceNotFound
 from agentvisor.events import ConfigReloaded, EventBus, OperatorAction
@@ -39,6 +40,8 @@ from agentvisor.supervise.policy import Health, Policy
 from agentvisor.supervise.ports import PortBook
 from agentvisor.supervise.process import Launcher
 from agentvisor.supervise.registry import Endpoint, ServiceView, aggregate_state
+from agentvisor.supervise.reloading import ReloadResult as ReloadResult
+from agentvisor.supervise.reloading import sections_needing_restart
 from agentvisor.supervise.spec import (
     forget_agent_files,
     launch_spec,
@@ -68,56 +71,15 @@ class ShuttingDown(AgentvisorError):
     code = "SHUTTING_DOWN"
 
 
-@attrs.frozen
-class ReloadResult:
-    """What a reload did: the plan's outcome, and what it could not do."""
-
-    plan: ReloadPlan
-    failed: tuple[str, ...] = ()  # rolling restarts that stopped: "name: why"
-    needs_restart: tuple[str, ...] = ()  # sections that take effect on the next start
-
-    def to_dict(self) -> dict[str, Any]:
-        """The API's shape: names per kind of change, and whether anything changed."""
-        plan = self.plan
-        lists = {
-            "added": plan.added,
-            "removed": plan.removed,
-            "restarted": plan.restart,
-            "scaled": plan.scaled,
-            "updated": plan.live,
-            "failed": self.failed,
-            "needs_restart": self.needs_restart,
-        }
-        data: dict[str, Any] = {key: list(names) for key, names in lists.items()}
-        data["changed"] = not plan.is_empty
-        return data
-
-    def describe(self) -> str:
-        plan = self.plan
-        parts = [
-            f"{label}: {', '.join(names)}"
-            for label, names in (
-                ("added", plan.added),
-                ("removed", plan.removed),
-                ("restarted", plan.restart),
-                ("scaled", plan.scaled),
-                ("updated", plan.live),
-            )
-            if names
-        ]
-        parts += [f"FAILED {failure}" for failure in self.failed]
-        parts += [f"{section} changes apply on the next start" for section in self.needs_restart]
-        return "; ".join(parts) if parts else "no change"
-
-
-def _load_checked(path: str, running: Config) -> Config:
-    """The config file loaded, validated, and the agent files of the agents it adds or
-    changes load-checked (blocking): an unchanged agent is not restarted by the reload."""
+def _load_checked(path: str, running: Config) -> tuple[Config, EnvironmentUse]:
+    """The config file loaded with agentvisor's environment, validated, and the agent
+    files of the agents it adds or changes load-checked (blocking): an unchanged agent
+    is not restarted by the reload. Also which ``${VAR}`` it references."""
     config = load_config(path)
     issues = check_changed_agent_files(running, config, shown_as=path)
     if issues:
         raise ConfigInvalid(issues)
-    return config
+    return config, environment_use_of(path)
 
 
 def _at_rest(m: Machine) -> bool:
@@ -334,6 +296,26 @@ class Supervisor:
         """Load the config file again and apply what changed; invalid → nothing changes."""
         return await self._in_background(lambda: self._reload(source))
 
+    async def preview_reload(self) -> ReloadResult:
+        """What ``reload`` would do now, the file read with agentvisor's environment and
+        checked as a reload checks it; nothing changes, nothing is recorded.
+
+        Invalid → the same errors a reload would give (``ConfigInvalid``, ``PortInUse``…).
+        """
+        async with self._reload_lock:  # not half-way through another reload's changes
+            new, environment = await trio.to_thread.run_sync(
+                _load_checked, self.config_path, self.config
+            )
+            self._ports.plan(new.agents)  # raises as the reload would; commits nothing
+            plan = plan_reload(self.config, new)
+            return ReloadResult(
+                plan,
+                needs_restart=sections_needing_restart(plan, self.config, new),
+                dry_run=True,
+                config_path=self.config_path,
+                environment=environment,
+            )
+
     async def apply(self, config: Config, *, source: str) -> ReloadResult:
         """Apply a config already loaded and validated (an API edit just written to the
         file) through the reload path: only what changed is touched."""
@@ -495,11 +477,13 @@ class Supervisor:
 
     async def _reload_now(self, source: str, new: Config | None) -> ReloadResult:
         async with self._reload_lock:
+            environment = EnvironmentUse()
             try:
                 if new is None:
-                    new = await trio.to_thread.run_sync(
+                    loaded = await trio.to_thread.run_sync(
                         _load_checked, self.config_path, self.config
                     )
+                    new, environment = loaded
                 ports = self._ports.plan(new.agents)  # no ports, no change at all
             except AgentvisorError as error:
                 errors = error.details.get("errors", [error.message])
@@ -522,7 +506,9 @@ class Supervisor:
         for roll in rolls.values():  # outside the lock: a newer reload may take over a roll
             await roll.done.wait()
         failed = tuple(f"{name}: {roll.error}" for name, roll in rolls.items() if roll.error)
-        result = ReloadResult(plan, failed, needs_restart)
+        result = ReloadResult(
+            plan, failed, needs_restart, config_path=self.config_path, environment=environment
+        )
         self.bus.publish(
             ConfigReloaded(
                 True,
@@ -543,18 +529,7 @@ class Supervisor:
     ) -> tuple[ReloadPlan, tuple[str, ...]]:
         """Everything of a reload but the rolling restarts: no waiting on processes."""
         plan = plan_reload(self.config, new)
-        needs_restart = tuple(
-            section
-            for section, changed in (
-                ("[admin]", plan.admin_changed),
-                (
-                    "[router] " + ", ".join(plan.router_restart_fields),
-                    bool(plan.router_restart_fields),
-                ),
-                ("state_dir", new.supervisor.state_dir != self.config.supervisor.state_dir),
-            )
-            if changed
-        )
+        needs_restart = sections_needing_restart(plan, self.config, new)
         self.config = attrs.evolve(new, source=self.config_path)
         self._ports.commit(new.agents, ports)
         for name in plan.removed:

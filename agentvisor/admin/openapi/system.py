@@ -19,7 +19,8 @@ from agentvisor.admin.openapi.vocabulary import (
     path_parameter,
     ref,
 )
-from agentvisor.admin.params import query_parameter
+from agentvisor.admin.params import openapi_of, query_parameter
+from agentvisor.admin.routes import system
 
 TAG = "System"
 NAMES = array(STRING)
@@ -50,8 +51,22 @@ def schemas() -> dict[str, Schema]:
                 "failed": NAMES,
                 "needs_restart": NAMES,
                 "changed": BOOLEAN,
+                "dry_run": {
+                    "type": "boolean",
+                    "description": "A dry run: what a reload would do now; nothing was done",
+                },
+                "config_path": {"type": "string", "description": "The file agentvisor read"},
+                "environment": obj(
+                    {"set": NAMES, "unset": NAMES},
+                    description=(
+                        "The ${VAR} names the file references, as agentvisor's own "
+                        "environment has them (unset: the default was used); empty "
+                        "for an edit through the API"
+                    ),
+                ),
             },
-            description="What a reload did, service names per kind of change",
+            description="What a reload did (or, as a dry run, would do), service names per "
+            "kind of change",
         ),
     }
 
@@ -86,9 +101,16 @@ def paths() -> dict[str, Schema]:
                 "reloadConfig",
                 "Reload agentvisor.toml; nothing changes when it does not validate",
                 tag=TAG,
+                description=(
+                    "With `dry_run=true`, the file is validated as a reload would validate "
+                    "it, with agentvisor's environment for `${VAR}`, and the answer is the "
+                    "plan a reload would carry out now (nothing changes, nothing goes to "
+                    "the audit log). `agentvisor check --against-daemon` asks this."
+                ),
+                parameters=openapi_of(*system.RELOAD_PARAMETERS),
                 data=ref("ReloadResult"),
                 mutating=True,
-                errors=(422, 503),
+                errors=(400, 422, 503),
             )
         },
         "/metrics": {

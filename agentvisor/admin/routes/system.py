@@ -10,6 +10,7 @@ from quart import Blueprint, Response, request
 
 from agentvisor.admin.errors import success
 from agentvisor.admin.lookup import request_source
+from agentvisor.admin.params import Flag
 
 if TYPE_CHECKING:
     from agentvisor.admin.app import AdminDeps
@@ -21,6 +22,14 @@ def iso_time(at: float | None) -> str | None:
         return None
     stamp = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
     return stamp.replace("+00:00", "Z")
+
+
+DRY_RUN = Flag(
+    "dry_run",
+    "Only validate the file with agentvisor's environment and answer what a reload would "
+    "do; change nothing and record nothing",
+)
+RELOAD_PARAMETERS = (DRY_RUN,)
 
 
 def system_blueprint(deps: AdminDeps) -> Blueprint:
@@ -51,6 +60,8 @@ def system_blueprint(deps: AdminDeps) -> Blueprint:
 
     @blueprint.post("/api/v1/reload")
     async def reload() -> tuple[Response, int]:
+        if DRY_RUN.parse(request.args):
+            return success((await deps.supervisor.preview_reload()).to_dict())
         result = await deps.supervisor.reload(source=request_source(request.headers))
         return success(result.to_dict())
 

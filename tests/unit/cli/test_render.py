@@ -206,6 +206,24 @@ def test_reload_lines_name_what_changed() -> None:
     assert render.reload_lines({"added": [], "removed": []}) == ["reloaded: no changes"]
 
 
+def test_reload_lines_of_a_dry_run_say_nothing_was_done() -> None:
+    data = {"added": ["gamma"], "dry_run": True, "environment": {"set": ["X"], "unset": []}}
+    assert render.reload_lines(data) == [
+        "dry run, a reload would do (nothing was done): added gamma"
+    ]
+    assert render.reload_lines({"added": [], "dry_run": True}) == [
+        "dry run: a reload would change nothing"
+    ]
+
+
+def test_environment_line_names_whose_environment_and_each_variable() -> None:
+    use = {"set": ["HOME", "TOKEN"], "unset": ["PORT"]}
+    assert render.environment_line(use, "this shell's") == (
+        "${VAR} read from this shell's environment; set: HOME, TOKEN; unset: PORT"
+    )
+    assert render.environment_line({"set": [], "unset": []}, "this shell's") is None
+
+
 def test_operation_line_says_when_the_service_is_still_settling() -> None:
     done = {"service_id": "weather", "settled": True, "service": service()}
     assert render.operation_line(done) == "weather: running (1/1)"

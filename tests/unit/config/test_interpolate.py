@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from agentvisor.config.convert import FromEnvironment
-from agentvisor.config.interpolate import expand, interpolate
+from agentvisor.config.interpolate import EnvironmentUse, environment_use, expand, interpolate
+from tests.strategies import interpolated_texts
 
 
 def test_variable_is_replaced() -> None:
@@ -104,3 +108,23 @@ def test_input_is_not_modified() -> None:
     raw = {"admin": {"token": "${TOKEN}"}}
     interpolate(raw, {"TOKEN": "t"})
     assert raw == {"admin": {"token": "${TOKEN}"}}
+
+
+def test_environment_use_names_each_variable_once_in_order_of_use() -> None:
+    raw = {"a": "${X} $${LITERAL} ${Z:-d}", "b": ["${X}", {"c": "${W}"}], "${KEY}": 1}
+    assert environment_use(raw, {"X": "1", "W": ""}) == EnvironmentUse(("X", "W"), ("Z",))
+
+
+@given(interpolated_texts(), st.sets(st.sampled_from(["A", "B", "C"])))
+def test_environment_use_agrees_with_interpolate(
+    text_and_names: tuple[str, set[str]], present: set[str]
+) -> None:
+    text, names = text_and_names
+    env = dict.fromkeys(present, "v")
+    use = environment_use({"key": text}, env)
+    assert set(use.set) | set(use.unset) == names
+    assert set(use.set) == names & present
+    # Every variable interpolate reports as not set is among the unset ones.
+    _, issues = interpolate({"key": text}, env)
+    missing = {name for name in "ABC" if any(f'"{name}" is not set' in i.message for i in issues)}
+    assert missing <= set(use.unset)

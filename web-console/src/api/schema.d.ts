@@ -209,7 +209,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Reload agentvisor.toml; nothing changes when it does not validate */
+        /**
+         * Reload agentvisor.toml; nothing changes when it does not validate
+         * @description With `dry_run=true`, the file is validated as a reload would validate it, with agentvisor's environment for `${VAR}`, and the answer is the plan a reload would carry out now (nothing changes, nothing goes to the audit log). `agentvisor check --against-daemon` asks this.
+         */
         post: operations["reloadConfig"];
         delete?: never;
         options?: never;
@@ -993,10 +996,19 @@ export interface components {
             service: components["schemas"]["ServiceDetail"];
             service_id: string;
         };
-        /** @description What a reload did, service names per kind of change */
+        /** @description What a reload did (or, as a dry run, would do), service names per kind of change */
         ReloadResult: {
             added: string[];
             changed: boolean;
+            /** @description The file agentvisor read */
+            config_path: string;
+            /** @description A dry run: what a reload would do now; nothing was done */
+            dry_run: boolean;
+            /** @description The ${VAR} names the file references, as agentvisor's own environment has them (unset: the default was used); empty for an edit through the API */
+            environment: {
+                set: string[];
+                unset: string[];
+            };
             failed: string[];
             needs_restart: string[];
             removed: string[];
@@ -1988,7 +2000,10 @@ export interface operations {
     };
     reloadConfig: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Only validate the file with agentvisor's environment and answer what a reload would do; change nothing and record nothing */
+                dry_run?: boolean;
+            };
             header?: never;
             path?: never;
             cookie?: never;
