@@ -2,7 +2,10 @@
 
 Start order: pidfile (refuse a second daemon on the same state_dir) → signal
 watcher (so no signal is lost) → supervisor (instances created, autostart
-agents starting) → admin API (listening) → ``READY=1``. Shutdown is one path
+agents starting) → router → admin API (listening) → ``READY=1``. The router
+and the admin API are imported only once the workers are starting, in a
+thread: their imports (quart, flask, hypercorn, httpx) are most of the
+daemon's start-up CPU, and no worker waits for them. Shutdown is one path
 under ``shutdown_timeout``: workers get their stop signal, then SIGKILL to
 their groups, then the nursery is cancelled. A second SIGTERM/SIGINT during
 shutdown skips the wait.
@@ -17,24 +20,26 @@ import resource
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from agentvisor import __version__, sdnotify
-from agentvisor.admin.app import AdminDeps
-from agentvisor.admin.serve import AdminServer
 from agentvisor.config.load import load_config
 from agentvisor.config.model import Config, LogFormat
 from agentvisor.errors import AgentvisorError, ConfigInvalid
 from agentvisor.events import EventBus
 from agentvisor.pidfile import open_pidfile
-from agentvisor.router.server import Router
 from agentvisor.store.writer import StateStore
 from agentvisor.supervise.autoscaler import Autoscaler
 from agentvisor.supervise.process import OSLauncher, open_launcher
 from agentvisor.supervise.spec import state_dir
 from agentvisor.supervise.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from agentvisor.admin.app import AdminDeps
+    from agentvisor.admin.serve import AdminServer
+    from agentvisor.router.server import Router
 
 log = logging.getLogger("agentvisor")
 
@@ -125,12 +130,12 @@ class Daemon:
             config, bus=self.bus, launcher=launcher, log_sink=self.store.record_log_lines
         )
         await nursery.start(self.supervisor.run)
-        self.router = Router(self.supervisor, self.bus)
+        router_class, deps_class, admin_class = await trio.to_thread.run_sync(import_web_stack)
+        self.router = router_class(self.supervisor, self.bus)
         self.router_binds = await nursery.start(self.router.run)
         self.supervisor.drain = self.router.drain
         wire_autoscaler(self.supervisor.autoscaler, self.router)
-        self.supervisor.notify = sdnotify.notify
-        deps = AdminDeps(
+        deps = deps_class(
             supervisor=self.supervisor,
             version=__version__,
             pid=os.getpid(),
@@ -140,7 +145,10 @@ class Daemon:
             store=self.store,
             router=self.router,
         )
-        self.admin_binds = await nursery.start(AdminServer(deps, config.admin, config.base_dir).run)
+        admin = admin_class(deps, config.admin, config.base_dir)
+        self.admin_binds = await nursery.start(admin.run)
+        # READY=1 means "the API answers", also when a reload ends before that.
+        self.supervisor.notify = sdnotify.notify
         nursery.start_soon(sdnotify.run_watchdog)
         log.info(
             "agentvisor %s running %d agents; router on %s; admin API on %s",
@@ -210,6 +218,19 @@ class Daemon:
         else:
             level = logging.WARNING if result.failed else logging.INFO
             log.log(level, "reloaded: %s", result.describe())
+
+
+def import_web_stack() -> tuple[type[Router], type[AdminDeps], type[AdminServer]]:
+    """The router and the admin API, imported with the clients the health checks and the
+    sampler use (in a worker thread: the event loop goes on starting workers)."""
+    import httpx  # noqa: F401  (so that no health check imports them on the event loop)
+    import trio_websocket  # noqa: F401
+
+    from agentvisor.admin.app import AdminDeps
+    from agentvisor.admin.serve import AdminServer
+    from agentvisor.router.server import Router
+
+    return Router, AdminDeps, AdminServer
 
 
 def wire_autoscaler(autoscaler: Autoscaler, router: Router) -> None:

@@ -12,13 +12,13 @@ from typing import Any
 import attrs
 from rich.console import Console
 
+from agentvisor.cli.exits import EXIT_FAILED as EXIT_FAILED
+from agentvisor.cli.exits import EXIT_OK as EXIT_OK
+from agentvisor.cli.exits import EXIT_UNREACHABLE as EXIT_UNREACHABLE
+from agentvisor.cli.exits import EXIT_USAGE as EXIT_USAGE
 from agentvisor.client import AgentvisorClient
 
 PROG = "agentvisorctl"
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
 #: The most a listing asks for at once (the API's bound).
 PAGE = 1000
 

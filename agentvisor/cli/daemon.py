@@ -2,6 +2,9 @@
 
 ``init`` comes later. Errors are one line on stderr; exit codes
 follow agentvisorctl's: 0 ok, 1 failed or invalid, 2 usage, 3 not reachable.
+
+Each command imports what it needs when it runs: ``run`` starts its first
+worker sooner without the HTTP client, rich and agentvisorctl's modules.
 """
 
 from __future__ import annotations
@@ -10,26 +13,12 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from rich.console import Console
-
 from agentvisor import __version__
-from agentvisor.cli import render
-from agentvisor.cli.ctl import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
-    Context,
-    locate_admin,
-    report_reload,
-    unreachable_message,
-)
-from agentvisor.client import AgentvisorClient, ApiError, Unreachable
+from agentvisor.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from agentvisor.errors import AgentvisorError, ConfigInvalid
-from agentvisor.pidfile import read_pid
 from agentvisor.worker.options import add_worker_arguments, options_from_args
 
 PROG = "agentvisor"
@@ -41,11 +30,28 @@ def _err(line: str) -> None:
     print(f"{PROG}: {line}", file=sys.stderr, flush=True)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace) -> NoReturn:
+    """Run the daemon; once it has shut down, end the process without finalizing it.
+
+    By the time ``run`` returns every worker is gone, the state store is flushed
+    and closed and the orphan guard has exited: what is left is the interpreter's
+    teardown of the web stack's heap (0.15-0.25 s on a quiet machine, seconds on a
+    loaded one), which nothing needs. So the streams are flushed and the process
+    exits at once (``os._exit``), as a forked server's child does.
+    """
+    import logging
+
     from agentvisor.config.model import LogFormat
     from agentvisor.daemon import run  # the composition root; imported only to run it
 
-    return run(args.config, LogFormat(args.log_format) if args.log_format else None)
+    code = run(args.config, LogFormat(args.log_format) if args.log_format else None)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or broken pipe: nothing more to say on it
+    os._exit(code)
 
 
 def _plural(count: int, word: str) -> str:
@@ -54,7 +60,8 @@ def _plural(count: int, word: str) -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     if args.against_daemon:
-        return _check_against_daemon(args.config)
+        return _api_errors_reported(lambda: _check_against_daemon(args.config))
+    from agentvisor.cli import render
     from agentvisor.config.load import environment_use_of, load_config
     from agentvisor.supervise.agentfiles import check_agent_files
 
@@ -84,6 +91,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _check_against_daemon(config_path: str) -> int:
     """Ask the running agentvisor to validate its config file as a reload would, with its
     own environment, and print the plan; nothing changes."""
+    from agentvisor.cli import render
+    from agentvisor.cli.ctl import locate_admin, unreachable_message
+    from agentvisor.client import AgentvisorClient, ApiError, Unreachable
+
     address = locate_admin(config_path)
     try:
         with AgentvisorClient(address.server, token=address.token, source="cli") as client:
@@ -118,9 +129,30 @@ def _check_against_daemon(config_path: str) -> int:
     return EXIT_OK
 
 
+def _api_errors_reported(command: Callable[[], int]) -> int:
+    """Run a command that talks to the admin API; an error it answers is one line, exit 1."""
+    from agentvisor.client import ApiError
+
+    try:
+        return command()
+    except ApiError as error:
+        _err(error.message)
+        return EXIT_FAILED
+
+
 def cmd_reload(args: argparse.Namespace) -> int:
+    return _api_errors_reported(lambda: _reload(args.config))
+
+
+def _reload(config_path: str) -> int:
     """Reload over the admin socket; without one, SIGHUP the pid in the pidfile."""
-    address = locate_admin(args.config)
+    from rich.console import Console
+
+    from agentvisor.cli.ctl import Context, locate_admin, report_reload, unreachable_message
+    from agentvisor.client import AgentvisorClient, Unreachable
+    from agentvisor.pidfile import read_pid
+
+    address = locate_admin(config_path)
     try:
         with AgentvisorClient(address.server, token=address.token, source="cli") as client:
             return report_reload(Context(client, Console(), json=False, prog=PROG), client.reload)
@@ -198,9 +230,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except ApiError as error:
-        _err(error.message)
-        return EXIT_FAILED
     except AgentvisorError as error:
         _err(error.message)
         return EXIT_FAILED

@@ -6,21 +6,23 @@ message lands in the API, the console and the health history), so nothing
 here raises except ``Cancelled``. Each check is bounded as a whole by
 ``timeout`` (the config's ``health.timeout``): connect, handshake, ping and
 pong together.
+
+httpx and trio-websocket are imported by the first check that needs them, not
+with this module: the daemon imports it before its first worker starts, and
+the two cost about as much CPU as the rest of the supervisor (the daemon
+imports them in the background once the workers are starting).
 """
 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import attrs
-import httpx
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    ConnectionRejected,
-    WebSocketConnection,
-    wrap_client_stream,
-)
+
+if TYPE_CHECKING:
+    from trio_websocket import WebSocketConnection
 
 
 @attrs.frozen
@@ -81,6 +83,8 @@ async def _exchange_pings(
     ``-W error`` turns into a ResourceWarning and in production into a late
     close. Here the stream is closed on every way out.
     """
+    from trio_websocket import wrap_client_stream
+
     stream = await trio.open_tcp_stream(host, port)
     try:
         async with trio.open_nursery() as nursery:
@@ -118,6 +122,8 @@ async def check_http(
     timeout: float,  # noqa: ASYNC109
 ) -> CheckResult:
     """GET ``http://host:port/path``; any 2xx status is healthy."""
+    import httpx
+
     started = trio.current_time()
     url = f"http://{_url_host(host)}:{port}{path if path.startswith('/') else '/' + path}"
     with trio.move_on_after(timeout):
@@ -152,6 +158,8 @@ def _describe(exc: BaseException, stage: str) -> str:
     The telling exception may sit in a cause chain (httpx, trio's connect
     errors) or in an exception group (trio-websocket's reader task).
     """
+    from trio_websocket import ConnectionClosed, ConnectionRejected
+
     chain = _chain(exc)
     if any(isinstance(link, ConnectionRefusedError) for link in chain):
         return "connection refused"

@@ -16,7 +16,7 @@ import sqlite3
 import trio
 from attrs import frozen
 
-from agentvisor.worker.store import POISON_DEATHS
+from agentvisor.worker.limits import POISON_DEATHS
 
 #: Bound on the read after a death: the replacement is not held up longer than this.
 READ_TIMEOUT = 2.0

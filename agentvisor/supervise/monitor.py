@@ -3,6 +3,8 @@
 Every ``sample_interval`` one pass over /proc (in a thread) samples every live
 instance's process tree; instances above ``max_memory_mb`` are restarted with
 the reason; then every running agent worker is asked for ``GET /stats``.
+httpx is imported when the first round begins, not with the module: the
+daemon imports this before its first worker starts.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-import httpx
 import trio
 
 from agentvisor.events import MetricPoint, MetricsSampled
@@ -19,6 +21,9 @@ from agentvisor.supervise.instance import Instance
 from agentvisor.supervise.machine import Restart
 from agentvisor.supervise.sampling import TreeSampler
 from agentvisor.supervise.states import ProcessState
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("agentvisor.monitor")
 
@@ -42,13 +47,16 @@ class Monitor:
         self._restarts: dict[tuple[str, int], int] = {}
 
     async def run(self, interval: Callable[[], float]) -> None:
+        await trio.sleep(interval())
+        import httpx  # by now usually imported already, in the daemon's background
+
         # One client for the daemon's life: creating one costs a CA bundle load.
         async with httpx.AsyncClient(verify=False, trust_env=False, timeout=2.0) as http:
             while True:
-                await trio.sleep(interval())
                 await self.sample_now()
                 await self.read_worker_stats(http)
                 self._publish(MetricsSampled(self.metric_points(), time.time()))
+                await trio.sleep(interval())
 
     def metric_points(self) -> tuple[MetricPoint, ...]:
         """This round's values: cpu, memory, sessions (gauges), restarts (the increase)."""
@@ -109,6 +117,8 @@ class Monitor:
 
 
 async def _read_stats(http: httpx.AsyncClient, instance: Instance) -> None:
+    import httpx
+
     url = f"http://{instance.host}:{instance.port}/stats"
     try:
         response = await http.get(url)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from attrs import field, frozen
 
 from agentvisor.config.model import OnBusy, Runtime
-from agentvisor.worker.protocol import DEFAULT_MAX_MESSAGE_BYTES
+from agentvisor.worker.limits import DEFAULT_MAX_MESSAGE_BYTES
 
 SESSION_STORE_ENV = "AGENTVISOR_SESSION_STORE"
 DEFAULT_PORT = 8081

@@ -26,8 +26,7 @@ from agentvisor.agent.types import (
     ToolCall,
     ToolOutput,
 )
-
-DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+from agentvisor.worker.limits import DEFAULT_MAX_MESSAGE_BYTES as DEFAULT_MAX_MESSAGE_BYTES
 
 MessageId = str | int
 

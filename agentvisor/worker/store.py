@@ -35,6 +35,7 @@ import anyio.lowlevel
 import anyio.to_thread
 from attrs import define, field, frozen
 
+from agentvisor.worker.limits import POISON_DEATHS as POISON_DEATHS
 from agentvisor.worker.protocol import MessageId, encode_event
 
 log = logging.getLogger("agentvisor.worker.store")
@@ -53,8 +54,6 @@ class OpenTurn:
 
 #: Message ids remembered per session for de-duplication (the most recent).
 MAX_MESSAGE_IDS = 1000
-#: A user message in flight at this many worker deaths is not run again (``MESSAGE_POISONED``).
-POISON_DEATHS = 2
 
 
 @frozen
