@@ -623,3 +623,18 @@ def interpolated_texts(draw: st.DrawFn) -> tuple[str, set[str]]:
         )
     )
     return "".join(text for text, _ in pieces), {name for _, name in pieces if name}
+
+
+@st.composite
+def scale_situations(draw: st.DrawFn) -> dict[str, Any]:
+    """A service's replicas (distinct numbers, any order of retirement), a desired count,
+    victims among them, replicas still retiring and the replica numbers that have a port."""
+    replicas = draw(st.lists(st.integers(0, 12), unique=True, max_size=8).map(sorted))
+    retiring = draw(st.sets(st.integers(0, 12).filter(lambda r: r not in replicas), max_size=3))
+    return {
+        "replicas": replicas,
+        "desired": draw(st.integers(0, 10)),
+        "victims": draw(st.sets(st.sampled_from(replicas))) if replicas else set(),
+        "retiring": retiring,
+        "has_port": draw(st.sets(st.integers(0, 20), max_size=20)),
+    }

@@ -22,9 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 
-from agentvisor.config.load import locate
+from agentvisor.config.interpolate import EnvironmentUse
+from agentvisor.config.load import environment_use_of, load_config, locate
 from agentvisor.config.model import Config
-from agentvisor.errors import ConfigIssue
+from agentvisor.errors import ConfigInvalid, ConfigIssue
 from agentvisor.supervise.spec import resolve_path
 
 TIMEOUT = 20.0  # seconds for one file's import: generous, an import that hangs still ends
@@ -151,3 +152,14 @@ def check_changed_agent_files(
     (an unchanged agent keeps running as it is, so its file is not checked again)."""
     changed = [name for name, agent in new.agents.items() if old.agents.get(name) != agent]
     return check_agent_files(new, shown_as=shown_as, only=changed) if changed else []
+
+
+def load_checked(path: str, running: Config) -> tuple[Config, EnvironmentUse]:
+    """The config file loaded with agentvisor's environment, validated, and the agent
+    files of the agents it adds or changes load-checked (blocking): an unchanged agent
+    is not restarted by a reload. Also which ``${VAR}`` it references."""
+    config = load_config(path)
+    issues = check_changed_agent_files(running, config, shown_as=path)
+    if issues:
+        raise ConfigInvalid(issues)
+    return config, environment_use_of(path)

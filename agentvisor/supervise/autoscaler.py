@@ -41,7 +41,8 @@ from agentvisor.supervise.autoscale import (
 from agentvisor.supervise.states import ProcessState
 
 if TYPE_CHECKING:
-    from agentvisor.supervise.supervisor import Service, Supervisor
+    from agentvisor.supervise.service import Service
+    from agentvisor.supervise.supervisor import Supervisor
 
 log = logging.getLogger("agentvisor.autoscaler")
 

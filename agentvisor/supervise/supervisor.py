@@ -10,154 +10,52 @@ running one (stop cancels a start still waiting for its dependencies).
 
 from __future__ import annotations
 
-import errno
-import functools
 import logging
 import os
 import random
-import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import attrs
 import trio
 
 from agentvisor.config.diff import ReloadPlan, plan_reload
 from agentvisor.config.interpolate import EnvironmentUse
-from agentvisor.config.load import environment_use_of, load_config
 from agentvisor.config.model import AgentConfig, Config
-from agentvisor.errors import AgentvisorError, ConfigInvalid, ServiceNotFound
+from agentvisor.errors import AgentvisorError, ServiceNotFound
 from agentvisor.events import ConfigReloaded, EventBus, OperatorAction
-from agentvisor.supervise.agentfiles import check_changed_agent_files
+from agentvisor.supervise.agentfiles import load_checked
 from agentvisor.supervise.autoscaler import Autoscaler
-from agentvisor.supervise.instance import Instance, InstanceGone, InstanceLogs, LineSink
-from agentvisor.supervise.logs import LogBook, RotatingLogFile
-from agentvisor.supervise.lostturns import take_lost_turns
-from agentvisor.supervise.machine import Machine, Restart, Start, Stop
+from agentvisor.supervise.conditions import at_rest, ready, scale_plan, up_or_failed
+from agentvisor.supervise.instance import Instance, LineSink
+from agentvisor.supervise.logs import LogBook
+from agentvisor.supervise.machine import Restart, Start, Stop
 from agentvisor.supervise.monitor import Monitor, Watched
-from agentvisor.supervise.policy import Health, Policy
+from agentvisor.supervise.policy import Policy
 from agentvisor.supervise.ports import PortBook
 from agentvisor.supervise.process import Launcher
-from agentvisor.supervise.registry import Endpoint, ServiceView, aggregate_state
+from agentvisor.supervise.registry import Endpoint, ServiceView
 from agentvisor.supervise.reloading import ReloadResult as ReloadResult
 from agentvisor.supervise.reloading import sections_needing_restart
-from agentvisor.supervise.spec import (
-    forget_agent_files,
-    launch_spec,
-    log_path,
-    session_store_path,
+from agentvisor.supervise.service import (
+    Drain,
+    InstanceParts,
+    Operation,
+    OperationFailed,
+    Service,
+    ShuttingDown,
+    new_instance,
+    port_is_free,
+    run_detached,
 )
+from agentvisor.supervise.spec import forget_agent_files
 from agentvisor.supervise.states import ProcessState
 
 log = logging.getLogger("agentvisor.supervisor")
 
 S = ProcessState
-MiB = 1024 * 1024
 T = TypeVar("T")
-
-
-class Drain(Protocol):
-    def __call__(self, instance_id: str, *, timeout: float) -> Awaitable[None]: ...
-
-
-class OperationFailed(AgentvisorError):
-    """A start or restart did not bring every instance up (the instances say why)."""
-
-    code = "SERVICE_START_FAILED"
-
-
-class ShuttingDown(AgentvisorError):
-    code = "SHUTTING_DOWN"
-
-
-def _load_checked(path: str, running: Config) -> tuple[Config, EnvironmentUse]:
-    """The config file loaded with agentvisor's environment, validated, and the agent
-    files of the agents it adds or changes load-checked (blocking): an unchanged agent
-    is not restarted by the reload. Also which ``${VAR}`` it references."""
-    config = load_config(path)
-    issues = check_changed_agent_files(running, config, shown_as=path)
-    if issues:
-        raise ConfigInvalid(issues)
-    return config, environment_use_of(path)
-
-
-def _at_rest(m: Machine) -> bool:
-    return m.state in (S.STOPPED, S.EXITED, S.FATAL)
-
-
-def _up_or_failed(m: Machine) -> bool:
-    """Running, or a start that did not work out (backoff: failed twice; fatal; exited)."""
-    return m.state in (S.RUNNING, S.BACKOFF, S.FATAL, S.EXITED, S.STOPPED)
-
-
-def _ready(m: Machine) -> bool:
-    return m.state is S.RUNNING and m.health.status is not Health.UNHEALTHY
-
-
-def port_is_free(host: str, port: int) -> bool:
-    """Whether ``host:port`` can be bound now (used only when allocating a port)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            if error.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-                return False
-            raise
-    return True
-
-
-@attrs.define(eq=False)
-class Operation:
-    """A start, stop, restart or removal running in the supervisor's nursery."""
-
-    service: str
-    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
-    done: trio.Event = attrs.field(factory=trio.Event)
-    error: BaseException | None = None  # set when it failed (not when it was replaced)
-
-
-class Service:
-    """One agent: its config, instances (index = replica), log book, current operation."""
-
-    def __init__(self, name: str, config: AgentConfig) -> None:
-        self.name = name
-        self.config = config
-        self.instances: list[Instance] = []
-        self.scopes: list[trio.CancelScope] = []
-        self.logbook = LogBook(name)
-        self.waiting_for = ""
-        self.operation: trio.CancelScope | None = None
-        self.autoscaled: int | None = None  # the autoscaler's count (within min..max)
-        self.retiring: set[int] = set()  # replicas scaled away, still draining or stopping
-
-    @property
-    def desired(self) -> int:
-        """Replicas to run: the autoscaler's count when autoscaled, else the config's."""
-        bounds = self.config.autoscale
-        if bounds is None or self.autoscaled is None:
-            return self.config.desired_replicas
-        return max(bounds.min, min(bounds.max, self.autoscaled))
-
-    def view(self) -> ServiceView:
-        instances = tuple(instance.view() for instance in self.instances)
-        desired = self.desired
-        state = aggregate_state([i.state for i in instances], desired)
-        if self.waiting_for and state == "stopped":
-            state = "waiting"
-        return ServiceView(
-            name=self.name,
-            state=state,
-            kind="agent" if self.config.agent is not None else "command",
-            description=self.config.description,
-            tags=self.config.tags,
-            desired_replicas=desired,
-            running=sum(1 for i in instances if i.state == "running"),
-            instances=instances,
-            config=self.config,
-        )
 
 
 class Supervisor:
@@ -175,15 +73,14 @@ class Supervisor:
         self.config = config
         self.config_path = config.source
         self.bus = bus
-        self._launcher = launcher
         self._env = dict(os.environ if env is None else env)
+        self._parts = InstanceParts(launcher, bus, self._env, log_sink)
         self._rng = rng or random.Random()
         self._ports = PortBook(config.supervisor.port_range, port_free)
         self._services: dict[str, Service] = {}
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self._closing = False
-        self._log_sink = log_sink
         #: The router's drain (set by the daemon; supervise may not import the router):
         #: move an instance's clients elsewhere once their turns end.
         self.drain: Drain | None = None
@@ -213,24 +110,7 @@ class Supervisor:
 
     def endpoints(self) -> list[Endpoint]:
         """Every instance with a port, for the router (routable or not: it filters)."""
-        return [
-            Endpoint(
-                instance_id=f"{service.name}:{instance.replica}",
-                service=service.name,
-                replica=instance.replica,
-                host=instance.host,
-                port=instance.port,
-                ws_path=instance.ws_path,
-                routable=service.config.routable and instance.accepts_clients,
-                draining=instance.draining,
-                weight=service.config.weight,
-                max_sessions=service.config.max_sessions,
-                sessions=_sessions_in_use(instance),
-                tags=service.config.tags,
-            )
-            for service, instance in self._all_instances()
-            if instance.port is not None
-        ]
+        return [e for service in list(self._services.values()) for e in service.endpoints()]
 
     def _get(self, name: str) -> Service:
         try:
@@ -282,11 +162,8 @@ class Supervisor:
         await self._operate(service, self._stop_op(service, f"stopped by {source}"))
 
     async def restart(self, name: str, *, source: str, force: bool = False) -> None:
-        """Rolling restart: one replica at a time, each back up before the next goes.
-
-        ``force`` will skip draining once the router drains connections; today
-        there is nothing to drain and it changes nothing.
-        """
+        """Rolling restart: one replica at a time, each back up before the next goes;
+        ``force`` skips draining its clients to the other replicas first."""
         service = self._get(name)
         self._publish_action("restart", name, source, "ok", f"restart requested by {source}")
         roll = self._roll_op(service, f"restarted by {source}", drain=not force)
@@ -304,7 +181,7 @@ class Supervisor:
         """
         async with self._reload_lock:  # not half-way through another reload's changes
             new, environment = await trio.to_thread.run_sync(
-                _load_checked, self.config_path, self.config
+                load_checked, self.config_path, self.config
             )
             self._ports.plan(new.agents)  # raises as the reload would; commits nothing
             plan = plan_reload(self.config, new)
@@ -324,49 +201,12 @@ class Supervisor:
     # Operations ---------------------------------------------------------------
 
     async def _in_background(self, work: Callable[[], Awaitable[T]]) -> T:
-        """Run ``work`` in the supervisor's nursery and wait for it; cancelling the wait
-        does not cancel the work. Expected failures (AgentvisorError) reach the caller."""
         assert self._nursery is not None
-        done = trio.Event()
-        outcome: list[T] = []
-        failure: list[AgentvisorError] = []
-
-        async def run() -> None:
-            try:
-                outcome.append(await work())
-            except AgentvisorError as error:
-                failure.append(error)
-            finally:
-                done.set()
-
-        self._nursery.start_soon(run)
-        await done.wait()
-        if failure:
-            raise failure[0]
-        return outcome[0]
+        return await run_detached(self._nursery, work)
 
     def _begin(self, service: Service, work: Callable[[], Awaitable[None]]) -> Operation:
-        """Make ``work`` the service's one operation, cancelling the one before."""
         assert self._nursery is not None
-        if service.operation is not None:
-            service.operation.cancel()
-        operation = Operation(service.name)
-        service.operation = operation.scope
-
-        async def run() -> None:
-            try:
-                with operation.scope:
-                    await work()
-            except (AgentvisorError, InstanceGone) as error:
-                log.warning("%s: %s", service.name, error)
-                operation.error = error
-            finally:
-                if service.operation is operation.scope:
-                    service.operation = None
-                operation.done.set()
-
-        self._nursery.start_soon(run)
-        return operation
+        return service.begin(self._nursery, work)
 
     async def _operate(self, service: Service, work: Callable[[], Awaitable[None]]) -> None:
         if self._closing:
@@ -387,8 +227,8 @@ class Supervisor:
             tickets = [(i, i.send(Start(f"started ({source})"))) for i in service.instances]
             for instance, ticket in tickets:
                 await instance.wait_processed(ticket)
-                await instance.wait_until(_up_or_failed)
-            _check_up(service, "did not start")
+                await instance.wait_until(up_or_failed)
+            service.check_up("did not start")
 
         return start
 
@@ -397,7 +237,7 @@ class Supervisor:
             tickets = [(i, i.send(Stop(reason))) for i in service.instances]
             for instance, ticket in tickets:
                 await instance.wait_processed(ticket)
-                await instance.wait_until(_at_rest)
+                await instance.wait_until(at_rest)
 
         return stop
 
@@ -418,7 +258,7 @@ class Supervisor:
                         await self._drain(service, instance)
                     ticket = instance.send(Restart(reason))
                     await instance.wait_processed(ticket)
-                    await instance.wait_until(_up_or_failed)
+                    await instance.wait_until(up_or_failed)
                 finally:
                     instance.draining = False
                 if instance.state is not S.RUNNING:
@@ -434,7 +274,7 @@ class Supervisor:
         """Wait until every dependency runs and is healthy, starting stopped ones."""
         for name in service.config.depends_on:
             dependency = self._services.get(name)
-            if dependency is None or all(_ready(i.machine) for i in dependency.instances):
+            if dependency is None or all(ready(i.machine) for i in dependency.instances):
                 continue
             service.waiting_for = f"waiting for {name}"
             if dependency.operation is None and all(
@@ -442,7 +282,7 @@ class Supervisor:
             ):
                 self._begin(dependency, self._start_op(dependency, f"{source}, for {service.name}"))
             for instance in dependency.instances:
-                await instance.wait_until(_ready)
+                await instance.wait_until(ready)
 
     async def _drain(self, service: Service, instance: Instance) -> None:
         """Take no new clients on ``instance``; let the router move its clients away once
@@ -481,7 +321,7 @@ class Supervisor:
             try:
                 if new is None:
                     loaded = await trio.to_thread.run_sync(
-                        _load_checked, self.config_path, self.config
+                        load_checked, self.config_path, self.config
                     )
                     new, environment = loaded
                 ports = self._ports.plan(new.agents)  # no ports, no change at all
@@ -578,27 +418,25 @@ class Supervisor:
     def _scale(self, service: Service, victims: Sequence[int] = ()) -> None:
         """Retire replicas beyond the desired count (``victims`` first, then the highest);
         add missing ones on the lowest free replica numbers that have a port."""
-        desired = service.desired
-        order = sorted(
-            range(len(service.instances)),
-            key=lambda i: (service.instances[i].replica in victims, i),
+        plan = scale_plan(
+            [i.replica for i in service.instances],
+            service.desired,
+            victims=victims,
+            retiring=service.retiring,
+            has_port={r for name, r in self._ports.assigned if name == service.name},
         )
-        for index in sorted(order[desired:], reverse=True):
+        for index in plan.retire:
             instance, scope = service.instances.pop(index), service.scopes.pop(index)
             self._begin_detached(instance, scope)
         live = any(i.state in (S.STARTING, S.RUNNING, S.BACKOFF) for i in service.instances)
         start = live or (not service.instances and service.config.autostart)
-        taken = {i.replica for i in service.instances} | service.retiring
-        free = (
-            replica
-            for replica in range(desired + len(taken))
-            if replica not in taken and (service.name, replica) in self._ports.assigned
-        )
-        for _, replica in zip(range(desired - len(service.instances)), free, strict=False):
+        for replica in plan.add:
             instance = self._add_instance_soon(service, replica)
             if start:
                 instance.send(Start("scaled up"))
-        pairs = sorted(zip(service.instances, service.scopes, strict=True), key=_by_replica)
+        pairs = sorted(
+            zip(service.instances, service.scopes, strict=True), key=lambda pair: pair[0].replica
+        )
         service.instances[:] = [instance for instance, _ in pairs]
         service.scopes[:] = [scope for _, scope in pairs]
 
@@ -613,7 +451,7 @@ class Supervisor:
             try:
                 await self._drain(service, instance)
                 instance.send(Stop("scaled down"))
-                await instance.wait_until(_at_rest)
+                await instance.wait_until(at_rest)
             finally:
                 scope.cancel()
                 service.retiring.discard(instance.replica)
@@ -637,61 +475,15 @@ class Supervisor:
     def _add_instance_soon(self, service: Service, replica: int) -> Instance:
         """Create an instance and start its task; it queues events until the task runs."""
         assert self._nursery is not None
-        agent = service.config
-        files = {
-            stream: RotatingLogFile(
-                log_path(self.config, service.name, replica, stream),
-                int(agent.stdout_log_max_mb * MiB),
-                agent.stdout_log_backups,
-            )
-            for stream in ("stdout", "stderr")
-        }
-        forward = self.config.supervisor.forward_worker_output
         port = self._ports.assigned[(service.name, replica)]
-        instance = Instance(
-            service=service.name,
-            replica=replica,
-            host=agent.host,
-            port=port,
-            spec=launch_spec(service.name, agent, replica, port, self.config, self._env),
-            policy=Policy.from_agent(agent),
-            health=agent.health,
-            ws_path=agent.ws_path,
-            protocol_ping=agent.agent is not None,
-            launcher=self._launcher,
-            bus=self.bus,
-            logs=InstanceLogs(
-                service.logbook,
-                files,
-                f"{service.name}:{replica}" if forward else None,
-                self.bus,
-                self._log_sink,
-            ),
-            rng=random.Random(self._rng.random()),
-            lost_turns=functools.partial(
-                take_lost_turns, session_store_path(self.config, service.name)
-            )
-            if agent.agent is not None
-            else None,
+        return service.add_instance(
+            self._nursery,
+            new_instance(service, replica, port, self.config, self._parts, self._rng.random()),
         )
-        scope = trio.CancelScope()
-
-        async def run_instance() -> None:
-            with scope:
-                await instance.run()
-
-        self._nursery.start_soon(run_instance)
-        service.instances.append(instance)
-        service.scopes.append(scope)
-        return instance
 
     def _refresh_spec(self, service: Service, instance: Instance) -> None:
-        agent = service.config
         port = self._ports.assigned[(service.name, instance.replica)]
-        instance.host, instance.port, instance.ws_path = agent.host, port, agent.ws_path
-        instance.spec = launch_spec(
-            service.name, agent, instance.replica, port, self.config, self._env
-        )
+        service.refresh(instance, port, self.config, self._env)
 
     # Monitoring ----------------------------------------------------------------
 
@@ -710,23 +502,3 @@ class Supervisor:
     ) -> None:
         log.info("%s %s (%s): %s", action, target or "agentvisor", source, message)
         self.bus.publish(OperatorAction(action, target, source, outcome, message, time.time()))
-
-
-def _sessions_in_use(instance: Instance) -> int:
-    """What counts against ``max_sessions`` for the router: the worker's sessions with a
-    client or a turn (it lets go of the others to make room), else all it holds."""
-    stats = instance.worker_stats
-    sessions = stats.get("sessions") if stats is not None else None
-    in_use = sessions.get("in_use") if isinstance(sessions, dict) else None
-    return in_use if isinstance(in_use, int) else instance.sessions
-
-
-def _by_replica(pair: tuple[Instance, trio.CancelScope]) -> int:
-    return pair[0].replica
-
-
-def _check_up(service: Service, what: str) -> None:
-    down = [i for i in service.instances if i.state is not S.RUNNING]
-    if down:
-        reasons = "; ".join(f"{i.service}:{i.replica} {i.state}: {i.machine.reason}" for i in down)
-        raise OperationFailed(f"{service.name} {what}: {reasons}")
