@@ -4,8 +4,9 @@ Start order: pidfile (refuse a second daemon on the same state_dir) → signal
 watcher (so no signal is lost) → supervisor (instances created, autostart
 agents starting) → router → admin API (listening) → ``READY=1``. The router
 and the admin API are imported only once the workers are starting, in a
-thread: their imports (quart, flask, hypercorn, httpx) are most of the
-daemon's start-up CPU, and no worker waits for them. Shutdown is one path
+thread: their imports (quart, flask, hypercorn) are most of the daemon's
+start-up CPU, and no worker waits for them. The health checks' and sampler's
+clients (httpx, trio-websocket) follow once the API answers. Shutdown is one path
 under ``shutdown_timeout``: workers get their stop signal, then SIGKILL to
 their groups, then the nursery is cancelled. A second SIGTERM/SIGINT during
 shutdown skips the wait.
@@ -150,6 +151,7 @@ class Daemon:
         # READY=1 means "the API answers", also when a reload ends before that.
         self.supervisor.notify = sdnotify.notify
         nursery.start_soon(sdnotify.run_watchdog)
+        nursery.start_soon(trio.to_thread.run_sync, import_check_clients)
         log.info(
             "agentvisor %s running %d agents; router on %s; admin API on %s",
             __version__,
@@ -221,16 +223,20 @@ class Daemon:
 
 
 def import_web_stack() -> tuple[type[Router], type[AdminDeps], type[AdminServer]]:
-    """The router and the admin API, imported with the clients the health checks and the
-    sampler use (in a worker thread: the event loop goes on starting workers)."""
-    import httpx  # noqa: F401  (so that no health check imports them on the event loop)
-    import trio_websocket  # noqa: F401
-
+    """The router and the admin API (in a worker thread: the event loop goes on starting
+    workers)."""
     from agentvisor.admin.app import AdminDeps
     from agentvisor.admin.serve import AdminServer
     from agentvisor.router.server import Router
 
     return Router, AdminDeps, AdminServer
+
+
+def import_check_clients() -> None:
+    """The clients of the health checks and the sampler, imported once the API answers
+    (in a worker thread), so that a check does not import them on the event loop."""
+    import httpx  # noqa: F401
+    import trio_websocket  # noqa: F401
 
 
 def wire_autoscaler(autoscaler: Autoscaler, router: Router) -> None:

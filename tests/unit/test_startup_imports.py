@@ -33,6 +33,8 @@ def test_what_runs_before_the_first_worker_imports_no_web_stack() -> None:
     assert "agentvisor.agent" not in loaded  # the SDK of agent files
 
 
-def test_the_web_stack_is_imported_by_import_web_stack() -> None:
+def test_the_web_stack_and_the_check_clients_are_imported_by_the_daemon_later() -> None:
     loaded = _modules_after("import agentvisor.daemon; agentvisor.daemon.import_web_stack()")
-    assert {"quart_trio", "hypercorn", "httpx", "trio_websocket"} <= loaded
+    assert {"quart_trio", "hypercorn"} <= loaded
+    code = "import agentvisor.daemon; agentvisor.daemon.import_check_clients()"
+    assert {"httpx", "trio_websocket"} <= _modules_after(code)
