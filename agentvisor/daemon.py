@@ -151,7 +151,8 @@ class Daemon:
         # READY=1 means "the API answers", also when a reload ends before that.
         self.supervisor.notify = sdnotify.notify
         nursery.start_soon(sdnotify.run_watchdog)
-        nursery.start_soon(trio.to_thread.run_sync, import_check_clients)
+        if check_clients_needed(config):
+            nursery.start_soon(trio.to_thread.run_sync, import_check_clients)
         log.info(
             "agentvisor %s running %d agents; router on %s; admin API on %s",
             __version__,
@@ -230,6 +231,13 @@ def import_web_stack() -> tuple[type[Router], type[AdminDeps], type[AdminServer]
     from agentvisor.router.server import Router
 
     return Router, AdminDeps, AdminServer
+
+
+def check_clients_needed(config: Config) -> bool:
+    """Whether an agent has health checks on or is an agent worker (whose /stats the
+    sampler reads). If not, httpx and trio-websocket (4-5 MiB) stay unimported until a
+    reload brings such an agent; its first check imports them then, on the event loop."""
+    return any(a.health.enabled or a.agent is not None for a in config.agents.values())
 
 
 def import_check_clients() -> None:

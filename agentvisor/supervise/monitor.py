@@ -3,12 +3,14 @@
 Every ``sample_interval`` one pass over /proc (in a thread) samples every live
 instance's process tree; instances above ``max_memory_mb`` are restarted with
 the reason; then every running agent worker is asked for ``GET /stats``.
-httpx is imported when the first round begins, not with the module: the
-daemon imports this before its first worker starts.
+httpx is imported by the first round that has an agent worker to ask, not
+with the module: the daemon imports this before its first worker starts, and
+a daemon of command workers only never needs it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -47,16 +49,20 @@ class Monitor:
         self._restarts: dict[tuple[str, int], int] = {}
 
     async def run(self, interval: Callable[[], float]) -> None:
-        await trio.sleep(interval())
-        import httpx  # by now usually imported already, in the daemon's background
-
-        # One client for the daemon's life: creating one costs a CA bundle load.
-        async with httpx.AsyncClient(verify=False, trust_env=False, timeout=2.0) as http:
+        async with contextlib.AsyncExitStack() as stack:
+            http: httpx.AsyncClient | None = None
             while True:
-                await self.sample_now()
-                await self.read_worker_stats(http)
-                self._publish(MetricsSampled(self.metric_points(), time.time()))
                 await trio.sleep(interval())
+                await self.sample_now()
+                if http is None and any(agent for _, _, agent in self._watched()):
+                    import httpx  # usually imported already, in the daemon's background
+
+                    # One client for the daemon's life: creating one loads a CA bundle.
+                    client = httpx.AsyncClient(verify=False, trust_env=False, timeout=2.0)
+                    http = await stack.enter_async_context(client)
+                if http is not None:
+                    await self.read_worker_stats(http)
+                self._publish(MetricsSampled(self.metric_points(), time.time()))
 
     def metric_points(self) -> tuple[MetricPoint, ...]:
         """This round's values: cpu, memory, sessions (gauges), restarts (the increase)."""

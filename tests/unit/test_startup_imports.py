@@ -38,3 +38,15 @@ def test_the_web_stack_and_the_check_clients_are_imported_by_the_daemon_later() 
     assert {"quart_trio", "hypercorn"} <= loaded
     code = "import agentvisor.daemon; agentvisor.daemon.import_check_clients()"
     assert {"httpx", "trio_websocket"} <= _modules_after(code)
+
+
+def test_the_check_clients_are_needed_only_by_health_checks_and_agent_workers() -> None:
+    from agentvisor.config.model import AgentConfig, Config, HealthConfig
+    from agentvisor.daemon import check_clients_needed
+
+    quiet = AgentConfig(command="sleep 60", health=HealthConfig(enabled=False))
+    assert not check_clients_needed(Config(agents={"a": quiet, "b": quiet}))
+    checked = AgentConfig(command="sleep 60")
+    assert check_clients_needed(Config(agents={"a": quiet, "b": checked}))
+    agent = AgentConfig(agent="agent.py", health=HealthConfig(enabled=False))
+    assert check_clients_needed(Config(agents={"a": agent}))
