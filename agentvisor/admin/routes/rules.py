@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, Response, request
 
-from agentvisor.admin.bodies import parse_json_object, rule_changes, rule_settings
 from agentvisor.admin.editing import edit_and_apply
 from agentvisor.admin.errors import page_of, success
 from agentvisor.admin.lookup import request_source
 from agentvisor.admin.params import LIMIT, OFFSET, Flag
+from agentvisor.api.bodies import RULE, RULE_CHANGES
 from agentvisor.errors import RuleNotFound
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def rules_blueprint(deps: AdminDeps) -> Blueprint:
 
     @blueprint.post("/routing/rules")
     async def create_rule() -> tuple[Response, int]:
-        settings = rule_settings(parse_json_object(await request.get_data()))
+        settings = RULE.parse(await request.get_data())
         name = settings["name"]
         applied = await edit_and_apply(
             deps,
@@ -109,7 +109,7 @@ def rules_blueprint(deps: AdminDeps) -> Blueprint:
     @blueprint.put("/routing/rules/<rule_id>")
     async def update_rule(rule_id: str) -> tuple[Response, int]:
         find(rule_id)  # 404 before the body is looked at
-        changes = rule_changes(parse_json_object(await request.get_data()))
+        changes = RULE_CHANGES.parse(await request.get_data())
         applied = await edit_and_apply(
             deps,
             lambda editor: editor.update_route(rule_id, changes),

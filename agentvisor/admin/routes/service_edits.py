@@ -2,26 +2,21 @@
 
 Each is an edit of agentvisor.toml applied through the reload path
 (``editing.edit_and_apply``), so a restart of agentvisor runs exactly what
-was registered. Bodies are mapped from the API's names to the file's in
-``bodies``; a config that would not validate is a 422 ``CONFIG_INVALID``
-listing every problem, and the file is left as it was.
+was registered. Bodies are checked and mapped from the API's names to the
+file's by their declarations in ``api.bodies``; a config that would not
+validate is a 422 ``CONFIG_INVALID`` listing every problem, and the file is
+left as it was.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 from quart import Blueprint, Response, request
 
-from agentvisor.admin.bodies import (
-    config_changes,
-    parse_json_object,
-    register_settings,
-    scale_replicas,
-)
 from agentvisor.admin.editing import edit_and_apply
 from agentvisor.admin.errors import success
 from agentvisor.admin.lookup import request_source, resolve_service
@@ -30,6 +25,8 @@ from agentvisor.admin.params import OPERATION_TIMEOUT
 from agentvisor.admin.routes.services import (
     describe_service,
 )
+from agentvisor.api.bodies import CONFIG_CHANGES, REGISTER, SCALE
+from agentvisor.api.check import parse_json_object
 from agentvisor.errors import InvalidRequest, ServiceAutoscaled
 from agentvisor.supervise.instance import InstanceGone
 from agentvisor.supervise.states import ProcessState
@@ -40,10 +37,6 @@ if TYPE_CHECKING:
     from agentvisor.supervise.supervisor import ReloadResult
 
 AT_REST = (ProcessState.STOPPED, ProcessState.EXITED, ProcessState.FATAL)
-
-
-async def request_json() -> dict[str, Any]:
-    return parse_json_object(await request.get_data())
 
 
 def check_agent_file(deps: AdminDeps, field: str, path: str) -> None:
@@ -95,8 +88,8 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
 
     @blueprint.post("/services")
     async def register() -> tuple[Response, int]:
-        body = await request_json()
-        name, settings = register_settings(body)
+        body = REGISTER.check(parse_json_object(await request.get_data()))
+        name, settings = REGISTER.load(body)
         if "agent" in settings:
             field = "agent_factory_path" if "agent_factory_path" in body else "agent"
             check_agent_file(deps, field, settings["agent"])
@@ -128,7 +121,7 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
     @blueprint.put("/services/<service_id>/config")
     async def update_config(service_id: str) -> tuple[Response, int]:
         name = await resolve_service(deps, service_id)
-        changes = config_changes(await request_json())
+        changes = CONFIG_CHANGES.parse(await request.get_data())
         if isinstance(changes.get("agent"), str):
             check_agent_file(deps, "agent", changes["agent"])
         timeout = OPERATION_TIMEOUT.parse(request.args)
@@ -161,7 +154,7 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
     @blueprint.post("/services/<service_id>/scale")
     async def scale(service_id: str) -> tuple[Response, int]:
         name = await resolve_service(deps, service_id)
-        replicas = scale_replicas(await request_json())
+        replicas = SCALE.parse(await request.get_data())
         agent = deps.supervisor.service(name).config
         if agent.autoscale is not None:
             raise ServiceAutoscaled(
