@@ -111,18 +111,13 @@ def _number(value: Any) -> str:
 
 def wanted(schema: Mapping[str, Any]) -> str:
     """What a schema asks for, in words: ``an integer from 1 to 65535``, ``true or false``."""
-    if "anyOf" in schema:
-        alternatives = ({**each, "nullable": False} for each in schema["anyOf"])
-        words = " or ".join(dict.fromkeys(wanted(each) for each in alternatives))
-        if any(each.get("nullable") for each in schema["anyOf"]) or schema.get("nullable"):
-            words += " or null"
+    if "anyOf" in schema:  # (null, a value's default, goes unsaid)
+        words = " or ".join(dict.fromkeys(wanted(each) for each in schema["anyOf"]))
     elif "enum" in schema:
         values = [value for value in schema["enum"] if value is not None]
         words = "one of " + ", ".join(json.dumps(value) for value in values)
     else:
         words = _typed(schema)
-    if schema.get("nullable") and "anyOf" not in schema and "null" not in words:
-        words += " or null"
     return words
 
 

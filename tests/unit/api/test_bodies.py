@@ -1,4 +1,5 @@
-"""The request bodies (api.bodies): checked by their schema, the seed's names mapped to the file's."""
+"""The request bodies (api.bodies): checked by their schema, the seed's names mapped to the
+file's."""
 
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def test_a_merge_patch_keeps_none_to_reset_a_key() -> None:
         ({"name": "a" * 101, "command": "x"}, "at most 100"),
         ({"name": "-a", "command": "x"}, "lowercase"),
         ({"name": "a", "command": "x", "health": {"intervall": 1}}, "(did you mean 'interval'?)"),
-        ({"name": "a", "command": "x", "health": {"interval": 0}}, "a number above 0 or null, got 0"),
+        ({"name": "a", "command": "x", "health": {"interval": 0}}, "a number above 0, got 0"),
         ({"name": "a", "command": "x", "stopsignal": "TERMINATE"}, 'one of "TERM"'),
         ({"name": "a", "command": "x", "max_sessions": 2**60}, "from 1 to 9007199254740991"),
     ],
