@@ -162,7 +162,7 @@ def clash(first: str, second: str, key: str) -> ConfigInvalid:
 
 
 def _agent_fields(body: Mapping[str, Any], *, allow_none: bool) -> dict[str, Any]:
-    """Top-level and ``config`` keys (schema-checked) → file keys; 400 when two set one."""
+    """Top-level and ``config`` keys (schema-checked) → file keys; 422 when two set one."""
     flat: dict[str, tuple[str, Any]] = {}  # file key → (as written, value)
     nested = body.get("config") or {}
     items = [(key, key, value) for key, value in body.items() if key not in ("name", "config")]

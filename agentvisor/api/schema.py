@@ -171,6 +171,8 @@ def field_schema(field: attrs.Attribute[Any], type_: Any, nested: Nested | None 
     schema = type_schema(type_, nested)
     schema = _apply(schema, validator_keywords(field.validator))
     extra = field.metadata.get(OPENAPI, {})
+    if "$ref" in extra:  # described by a component: 3.0 ignores the siblings of a $ref
+        return dict(extra)
     return {**schema, **extra}
 
 

@@ -5,7 +5,8 @@ Each resource module has ``paths()`` (path → path item) and ``schemas()``
 bodies are declared once in ``api.bodies`` (attrs models, the schema derived
 from them, the same schema validating what the server reads and what the
 client sends); an operation names its ``Body`` (``operation(body=SCALE)``)
-and every declared body is a component. To add an endpoint: declare its
+and every declared body is a component, as are the answers declared in
+``api.answers`` (the editing endpoints' so far). To add an endpoint: declare its
 query parameters (``admin/params.py``) and its body (``api/bodies.py``, in
 ``BODIES``), add its operation to the ``paths()`` of its resource, or add a
 module and list its two functions in ``RESOURCES``. ``tests/integration/admin/test_openapi.py``
@@ -30,6 +31,7 @@ from agentvisor.admin.openapi import (
     system,
 )
 from agentvisor.admin.openapi.vocabulary import Schema, common_schemas
+from agentvisor.api.answers import ANSWERS
 from agentvisor.api.bodies import BODIES
 
 Describe = Callable[[], dict[str, Schema]]
@@ -71,6 +73,7 @@ def build_document(version: str, *, auth: bool) -> dict[str, Any]:
     paths: dict[str, Schema] = {}
     components = common_schemas()
     _merge(components, {body.name: body.schema for body in BODIES}, "schema")
+    _merge(components, {answer.name: answer.schema() for answer in ANSWERS}, "schema")
     for paths_of, schemas_of in RESOURCES:
         _merge(paths, paths_of(), "path")
         _merge(components, schemas_of(), "schema")

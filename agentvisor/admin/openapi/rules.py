@@ -67,8 +67,6 @@ def schemas() -> dict[str, Schema]:
         "RuleList": obj(
             {"rules": array(ref("RoutingRule")), "total": INTEGER, "page": ref("Page")}
         ),
-        "RuleResult": obj({"rule": ref("RoutingRule"), "reload": ref("ReloadResult")}),
-        "RuleDeleted": obj({"rule_id": STRING, "deleted": BOOLEAN, "reload": ref("ReloadResult")}),
     }
 
 

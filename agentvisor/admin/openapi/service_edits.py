@@ -10,16 +10,8 @@ apply it; their request bodies are declared in ``api.bodies``. ``POST
 from __future__ import annotations
 
 from agentvisor.admin.openapi.vocabulary import (
-    BOOLEAN,
-    INTEGER,
-    NUMBER,
     SERVICE_ID,
-    STRING,
     Schema,
-    array,
-    enum,
-    nullable,
-    obj,
     operation,
     ref,
 )
@@ -35,57 +27,7 @@ TIMEOUT = OPERATION_TIMEOUT.openapi()
 
 
 def schemas() -> dict[str, Schema]:
-    return {
-        "RegisterResult": obj(
-            {
-                "service_id": STRING,
-                "name": STRING,
-                "message": STRING,
-                "endpoint": nullable(STRING),
-                "autostart": BOOLEAN,
-                "service": ref("ServiceDetail"),
-                "reload": ref("ReloadResult"),
-            }
-        ),
-        "ConfigUpdateResult": obj(
-            {
-                "service_id": STRING,
-                "name": STRING,
-                "changed": BOOLEAN,
-                "applied": enum(("restarted", "scaled", "updated live", "unchanged")),
-                "restarted": BOOLEAN,
-                "settled": {
-                    "type": "boolean",
-                    "description": "False (with 202) while restarts go on after `timeout`",
-                },
-                "failed": array(STRING),
-                "service": ref("ServiceDetail"),
-                "reload": ref("ReloadResult"),
-            }
-        ),
-        "ScaleResult": obj(
-            {
-                "service_id": STRING,
-                "name": STRING,
-                "replicas": obj({"previous": INTEGER, "desired": INTEGER}),
-                "service": ref("ServiceDetail"),
-                "reload": ref("ReloadResult"),
-            }
-        ),
-        "UnregisterResult": obj(
-            {
-                "service_id": STRING,
-                "name": STRING,
-                "removed": BOOLEAN,
-                "stopped": {
-                    "type": "boolean",
-                    "description": "False (with 202) when still stopping after `timeout`",
-                },
-                "elapsed_seconds": NUMBER,
-                "reload": ref("ReloadResult"),
-            }
-        ),
-    }
+    return {}  # the answers are declared in api.answers, the bodies in api.bodies
 
 
 def register_operation() -> Schema:

@@ -25,6 +25,18 @@ from agentvisor.admin.params import OPERATION_TIMEOUT
 from agentvisor.admin.routes.services import (
     describe_service,
 )
+from agentvisor.api.answers import (
+    CONFIG_UPDATED,
+    REGISTERED,
+    SCALED,
+    UNREGISTERED,
+    Applied,
+    ConfigUpdateResult,
+    RegisterResult,
+    Replicas,
+    ScaleResult,
+    UnregisterResult,
+)
 from agentvisor.api.bodies import CONFIG_CHANGES, REGISTER, SCALE
 from agentvisor.api.check import parse_json_object
 from agentvisor.errors import InvalidRequest, ServiceAutoscaled
@@ -59,7 +71,7 @@ def check_agent_file(deps: AdminDeps, field: str, path: str) -> None:
         )
 
 
-def _what_happened(name: str, result: ReloadResult) -> str:
+def _what_happened(name: str, result: ReloadResult) -> Applied:
     plan = result.plan
     if name in plan.restart:
         return "restarted"
@@ -105,18 +117,16 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
         detail = await describe_service(deps, name)
         instances = detail["instances"]
         endpoint = instances[0]["endpoint"] if instances else None
-        return success(
-            {
-                "service_id": detail["service_id"],
-                "name": name,
-                "message": "Service registered successfully",
-                "endpoint": endpoint,
-                "autostart": deps.supervisor.service(name).config.autostart,
-                "service": detail,
-                "reload": applied.result.to_dict(),
-            },
-            201,
+        answer = RegisterResult(
+            service_id=detail["service_id"],
+            name=name,
+            message="Service registered successfully",
+            endpoint=endpoint,
+            autostart=deps.supervisor.service(name).config.autostart,
+            service=detail,
+            reload=applied.result.to_dict(),
         )
+        return success(REGISTERED.dump(answer), 201)
 
     @blueprint.put("/services/<service_id>/config")
     async def update_config(service_id: str) -> tuple[Response, int]:
@@ -136,20 +146,18 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
         )
         result = applied.result
         happened = _what_happened(name, result)
-        return success(
-            {
-                "service_id": await service_id_of(deps, name),
-                "name": name,
-                "changed": happened != "unchanged",
-                "applied": happened,
-                "restarted": happened == "restarted",
-                "settled": applied.settled,
-                "failed": list(result.failed),
-                "service": await describe_service(deps, name),
-                "reload": result.to_dict(),
-            },
-            200 if applied.settled else 202,
+        answer = ConfigUpdateResult(
+            service_id=await service_id_of(deps, name),
+            name=name,
+            changed=happened != "unchanged",
+            applied=happened,
+            restarted=happened == "restarted",
+            settled=applied.settled,
+            failed=list(result.failed),
+            service=await describe_service(deps, name),
+            reload=result.to_dict(),
         )
+        return success(CONFIG_UPDATED.dump(answer), 200 if applied.settled else 202)
 
     @blueprint.post("/services/<service_id>/scale")
     async def scale(service_id: str) -> tuple[Response, int]:
@@ -175,15 +183,14 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
             source=request_source(request.headers),
             describe=f"scaled {name} from {previous} to {replicas} replicas",
         )
-        return success(
-            {
-                "service_id": await service_id_of(deps, name),
-                "name": name,
-                "replicas": {"previous": previous, "desired": replicas},
-                "service": await describe_service(deps, name),
-                "reload": applied.result.to_dict(),
-            }
+        answer = ScaleResult(
+            service_id=await service_id_of(deps, name),
+            name=name,
+            replicas=Replicas(previous=previous, desired=replicas),
+            service=await describe_service(deps, name),
+            reload=applied.result.to_dict(),
         )
+        return success(SCALED.dump(answer))
 
     @blueprint.delete("/services/<service_id>")
     async def unregister(service_id: str) -> tuple[Response, int]:
@@ -202,16 +209,14 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
         )
         # The supervisor drains and stops the removed instances in its own nursery.
         stopped = await _wait_at_rest(instances, timeout)
-        return success(
-            {
-                "service_id": stable_id,
-                "name": name,
-                "removed": True,
-                "stopped": stopped,
-                "elapsed_seconds": round(time.monotonic() - started, 3),
-                "reload": applied.result.to_dict(),
-            },
-            200 if stopped else 202,
+        answer = UnregisterResult(
+            service_id=stable_id,
+            name=name,
+            removed=True,
+            stopped=stopped,
+            elapsed_seconds=round(time.monotonic() - started, 3),
+            reload=applied.result.to_dict(),
         )
+        return success(UNREGISTERED.dump(answer), 200 if stopped else 202)
 
     return blueprint

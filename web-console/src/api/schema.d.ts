@@ -779,6 +779,7 @@ export interface components {
             weight?: number | null;
             ws_path?: string | null;
         };
+        /** @description A service's settings changed, and how that was applied. */
         ConfigUpdateResult: {
             /** @enum {string} */
             applied: "restarted" | "scaled" | "updated live" | "unchanged";
@@ -1273,6 +1274,7 @@ export interface components {
             weight?: number | null;
             ws_path?: string | null;
         };
+        /** @description A service registered: written to agentvisor.toml and applied. */
         RegisterResult: {
             autostart: boolean;
             endpoint: string | null;
@@ -1292,6 +1294,10 @@ export interface components {
             restarted: string[];
             scaled: string[];
             updated: string[];
+        };
+        Replicas: {
+            desired: number;
+            previous: number;
         };
         RoutingRule: {
             /** @enum {string} */
@@ -1402,6 +1408,7 @@ export interface components {
             target_tags?: string[] | null;
             wrap_messages?: boolean | null;
         };
+        /** @description A routing rule removed from agentvisor.toml. */
         RuleDeleted: {
             deleted: boolean;
             reload: components["schemas"]["ReloadResult"];
@@ -1457,6 +1464,7 @@ export interface components {
             target_tags?: string[] | null;
             wrap_messages?: boolean | null;
         };
+        /** @description A routing rule as written and applied. */
         RuleResult: {
             reload: components["schemas"]["ReloadResult"];
             rule: components["schemas"]["RoutingRule"];
@@ -1468,13 +1476,11 @@ export interface components {
         ScaleRequest: {
             replicas: number;
         };
+        /** @description The number of replicas set, kept in agentvisor.toml. */
         ScaleResult: {
             name: string;
             reload: components["schemas"]["ReloadResult"];
-            replicas: {
-                desired: number;
-                previous: number;
-            };
+            replicas: components["schemas"]["Replicas"];
             service: components["schemas"]["ServiceDetail"];
             service_id: string;
         };
@@ -1599,6 +1605,7 @@ export interface components {
             period_seconds: number;
             service_id: string | null;
         };
+        /** @description A service drained, stopped and removed from agentvisor.toml. */
         UnregisterResult: {
             elapsed_seconds: number;
             name: string;
