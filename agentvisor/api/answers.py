@@ -28,7 +28,36 @@ def component(name: str) -> Schema:
 SERVICE_DETAIL = {OPENAPI: component("ServiceDetail")}
 RELOAD_RESULT = {OPENAPI: component("ReloadResult")}
 ROUTING_RULE = {OPENAPI: component("RoutingRule")}
+SERVICE_ITEM = {OPENAPI: component("ServiceItem")}
+INSTANCES = {OPENAPI: {"type": "array", "items": component("Instance")}}
 Applied = Literal["restarted", "scaled", "updated live", "unchanged"]
+Action = Literal["start", "stop", "restart"]
+
+
+@frozen
+class OperationResult:
+    """A start, stop or restart: done, or still going on in the supervisor (202)."""
+
+    action: Action
+    service_id: str
+    name: str
+    settled: bool = field(
+        metadata={
+            OPENAPI: {"description": "False (with 202) when still in progress after `timeout`"}
+        }
+    )
+    elapsed_seconds: float = field()
+    service: dict[str, Any] = field(metadata=SERVICE_ITEM)
+
+
+@frozen
+class InstanceList:
+    """The instances of a service."""
+
+    service_id: str
+    name: str
+    instances: list[dict[str, Any]] = field(metadata=INSTANCES)
+    total: int = field()
 
 
 @frozen
@@ -134,6 +163,8 @@ class Answer(Generic[T]):
         return component(self.name)
 
 
+OPERATED = Answer(OperationResult)
+INSTANCE_LIST = Answer(InstanceList)
 REGISTERED = Answer(RegisterResult)
 CONFIG_UPDATED = Answer(ConfigUpdateResult)
 SCALED = Answer(ScaleResult)
@@ -142,6 +173,8 @@ RULE_WRITTEN = Answer(RuleResult)
 RULE_DELETED = Answer(RuleDeleted)
 #: Every declared answer, for ``#/components/schemas`` (nested models too).
 ANSWERS: tuple[Answer[Any], ...] = (
+    OPERATED,
+    INSTANCE_LIST,
     REGISTERED,
     CONFIG_UPDATED,
     SCALED,

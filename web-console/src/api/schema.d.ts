@@ -1006,8 +1006,10 @@ export interface components {
             /** @enum {string} */
             status: "healthy" | "unhealthy" | "unknown" | "disabled";
         };
+        /** @description The instances of a service. */
         InstanceList: {
             instances: components["schemas"]["Instance"][];
+            name: string;
             service_id: string;
             total: number;
         };
@@ -1043,10 +1045,12 @@ export interface components {
             query: string;
             service_id: string | null;
         };
+        /** @description A start, stop or restart: done, or still going on in the supervisor (202). */
         OperationResult: {
             /** @enum {string} */
             action: "start" | "stop" | "restart";
             elapsed_seconds: number;
+            name: string;
             service: components["schemas"]["ServiceItem"];
             service_id: string;
             /** @description False (with 202) when still in progress after `timeout` */
