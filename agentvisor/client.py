@@ -4,7 +4,10 @@ The server is ``http(s)://host:port`` or the path of the admin unix socket
 (``unix:`` prefix optional). Each endpoint is described once, as a ``Call``,
 in ``_Endpoints``; the sync and async clients differ only in how they send
 one, and share the decoding of the ``{"success", "data" | "error"}`` envelope.
-Methods return the envelope's ``data``. API errors raise ``ApiError``; a
+Methods return the envelope's ``data``. A request body is checked before it
+is sent by the declaration the server parses it with (``api.bodies``: the
+same schema, the same message naming the field), so the client and the
+server cannot disagree about it. API errors raise ``ApiError``; a
 server that cannot be reached (refused, no socket, dropped, timed out) raises
 ``Unreachable``. ``source`` names the caller in the audit log
 (``agentvisorctl`` passes ``cli``; the server's default is ``api``).
@@ -21,9 +24,12 @@ import attrs
 import httpx
 
 from agentvisor import __version__
+from agentvisor.api import bodies
+from agentvisor.api.check import Body
 from agentvisor.envelope import DEFAULT_TIMEOUT, SseParser, decode, parse_server, probe_unix_socket
 from agentvisor.envelope import ApiError as ApiError
 from agentvisor.envelope import Unreachable as Unreachable
+from agentvisor.errors import AgentvisorError
 
 #: How much longer than the server's own bound a call may take before it is abandoned.
 SLACK = 15.0
@@ -56,6 +62,15 @@ def _rule_path(name: str) -> str:
 
 def _without_none(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value is not None}
+
+
+def checked(body: Body[Any], value: Mapping[str, Any]) -> dict[str, Any]:
+    """``value`` if the server would accept its shape, else the ``ApiError`` (400) that the
+    server would answer, raised before anything is sent."""
+    try:
+        return body.check(dict(value))
+    except AgentvisorError as error:
+        raise ApiError(error.code, error.message, error.details, 400) from None
 
 
 def _drop_none(**params: str | int | float | bool | None) -> dict[str, str | int | float]:
@@ -137,13 +152,14 @@ class _Endpoints(Generic[R]):
     def register(self, name: str, **fields: Any) -> R:
         """Register a service: ``agent=`` (a file) or ``command=``, plus any setting
         (``tags``, ``port``, ``replicas``, ``max_sessions``, ``config={...}`` …)."""
-        body = {"name": name, **_without_none(fields)}
+        body = checked(bodies.REGISTER, {"name": name, **_without_none(fields)})
         return self._send(Call("POST", "/api/v1/services", body=body, timeout=60.0 + SLACK))
 
     def update_config(self, name: str, changes: Mapping[str, Any]) -> R:
         """Merge-patch a service's settings (``None`` resets one to its default)."""
         path = _service_path(name, "config")
-        return self._send(Call("PUT", path, body=dict(changes), timeout=60.0 + SLACK))
+        body = checked(bodies.CONFIG_CHANGES, changes)
+        return self._send(Call("PUT", path, body=body, timeout=60.0 + SLACK))
 
     def unregister(self, name: str, *, timeout: float | None = None) -> R:
         params = _drop_none(timeout=timeout)
@@ -151,7 +167,7 @@ class _Endpoints(Generic[R]):
         return self._send(Call("DELETE", _service_path(name), params, bound))
 
     def scale(self, name: str, replicas: int) -> R:
-        body = {"replicas": replicas}
+        body = checked(bodies.SCALE, {"replicas": replicas})
         return self._send(Call("POST", _service_path(name, "scale"), body=body, timeout=60.0))
 
     # -- stats, health, history ----------------------------------------------------------
@@ -229,11 +245,12 @@ class _Endpoints(Generic[R]):
 
     def create_rule(self, rule: Mapping[str, Any]) -> R:
         """``rule``: ``name``, ``priority``, ``conditions`` / ``match``, ``target_tags`` …"""
-        body = dict(rule)
+        body = checked(bodies.RULE, rule)
         return self._send(Call("POST", "/api/v1/routing/rules", body=body, timeout=60.0))
 
     def update_rule(self, name: str, changes: Mapping[str, Any]) -> R:
-        return self._send(Call("PUT", _rule_path(name), body=dict(changes), timeout=60.0))
+        body = checked(bodies.RULE_CHANGES, changes)
+        return self._send(Call("PUT", _rule_path(name), body=body, timeout=60.0))
 
     def delete_rule(self, name: str) -> R:
         return self._send(Call("DELETE", _rule_path(name), timeout=60.0))
@@ -258,9 +275,9 @@ class _Endpoints(Generic[R]):
         self, connection_id: str, *, reason: str | None = None, notify_client: bool = True
     ) -> R:
         """Close a client's connection (1001), after telling it unless ``notify_client`` is off."""
-        body: dict[str, Any] = {"notify_client": notify_client}
-        if reason is not None:
-            body["reason"] = reason
+        body = checked(
+            bodies.DISCONNECT, _without_none({"notify_client": notify_client, "reason": reason})
+        )
         path = "/api/v1/connections/" + quote(connection_id, safe="") + "/disconnect"
         return self._send(Call("POST", path, body=body, timeout=30.0))
 
@@ -273,7 +290,8 @@ class _Endpoints(Generic[R]):
         query: Mapping[str, str | list[str]] | None = None,
     ) -> R:
         """Where the router would send such a client (dry run)."""
-        body = {"ip": ip, "path": path, "headers": dict(headers or {}), "query": dict(query or {})}
+        simulated = {"ip": ip, "path": path, "headers": dict(headers or {})}
+        body = checked(bodies.ROUTING_TEST, {**simulated, "query": dict(query or {})})
         return self._send(Call("POST", "/api/v1/routing/test", body=body))
 
 

@@ -247,20 +247,26 @@ def query_duration(
     return value
 
 
+#: Seconds since the epoch, as ``params.Time`` documents them (``float()`` takes more).
+EPOCH_SECONDS = re.compile(r"\d{1,15}(\.\d{1,9})?")
+
+
 def query_time(args: Mapping[str, str], name: str) -> float | None:
-    """A point in time: ISO 8601 (``2024-01-01T10:00:00Z``) or seconds since the epoch."""
+    """A point in time: ISO 8601 (``2024-01-01T10:00:00Z``) or seconds since the epoch.
+
+    A time before the epoch is the epoch (nothing is older)."""
     raw = args.get(name)
     if raw is None or raw == "":
         return None
-    try:
+    if EPOCH_SECONDS.fullmatch(raw):
         value = float(raw)
-    except ValueError:
+    else:
         try:
-            stamp = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
-        except ValueError:
+            text = raw.upper().replace("Z", "+00:00").replace(" ", "+")
+            # a stamp without a zone is taken as local time
+            value = max(datetime.fromisoformat(text).timestamp(), 0.0)
+        except (ValueError, OverflowError):
             value = math.nan
-        else:
-            value = stamp.timestamp()  # a stamp without a zone is taken as local time
     if not math.isfinite(value) or value < 0:
         raise InvalidRequest(
             f"Query parameter '{name}' must be an ISO 8601 time (2024-01-01T10:00:00Z) "

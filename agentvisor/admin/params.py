@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from agentvisor.admin.errors import (
+    EPOCH_SECONDS,
     query_bool,
     query_choice,
     query_duration,
@@ -206,7 +207,12 @@ class Time:
         return query_time(args, self.name)
 
     def openapi(self) -> Schema:
-        return query_parameter(self.name, STRING, self.description)
+        schema = {
+            "type": "string",
+            "anyOf": [{"format": "date-time"}, {"pattern": f"^{EPOCH_SECONDS.pattern}$"}],
+        }
+        description = f"{self.description}: an RFC 3339 time or seconds since the epoch"
+        return query_parameter(self.name, schema, description)
 
 
 def limit(default: int = 100) -> Integer:

@@ -1,8 +1,14 @@
 """The OpenAPI document of the admin API (``GET /openapi.json``), one module per resource.
 
 Each resource module has ``paths()`` (path → path item) and ``schemas()``
-(its component schemas), written with ``vocabulary``. To document a new
-endpoint: add its operation to the ``paths()`` of its resource, or add a
+(its component schemas of answers), written with ``vocabulary``. Request
+bodies are declared once in ``api.bodies`` (attrs models, the schema derived
+from them, the same schema validating what the server reads and what the
+client sends); an operation names its ``Body`` (``operation(body=SCALE)``)
+and every declared body is a component, as are the answers declared in
+``api.answers`` (the editing endpoints' so far). To add an endpoint: declare its
+query parameters (``admin/params.py``) and its body (``api/bodies.py``, in
+``BODIES``), add its operation to the ``paths()`` of its resource, or add a
 module and list its two functions in ``RESOURCES``. ``tests/integration/admin/test_openapi.py``
 fails while a route of the app is missing here (or a path here has no route),
 and the schemathesis run checks that the answers match these schemas.
@@ -25,6 +31,8 @@ from agentvisor.admin.openapi import (
     system,
 )
 from agentvisor.admin.openapi.vocabulary import Schema, common_schemas
+from agentvisor.api.answers import ANSWERS
+from agentvisor.api.bodies import BODIES
 
 Describe = Callable[[], dict[str, Schema]]
 
@@ -64,6 +72,8 @@ def build_document(version: str, *, auth: bool) -> dict[str, Any]:
     """The whole document; ``auth`` says whether the bearer token is required."""
     paths: dict[str, Schema] = {}
     components = common_schemas()
+    _merge(components, {body.name: body.schema for body in BODIES}, "schema")
+    _merge(components, {answer.name: answer.schema() for answer in ANSWERS}, "schema")
     for paths_of, schemas_of in RESOURCES:
         _merge(paths, paths_of(), "path")
         _merge(components, schemas_of(), "schema")

@@ -19,6 +19,7 @@ from agentvisor.admin.openapi.vocabulary import (
 )
 from agentvisor.admin.params import openapi_of
 from agentvisor.admin.routes import connections
+from agentvisor.api.bodies import DISCONNECT, ROUTING_TEST
 
 CONNECTIONS = "Connections"
 ROUTING = "Routing"
@@ -78,29 +79,8 @@ def schemas() -> dict[str, Schema]:
         "ConnectionList": obj(
             {"connections": array(ref("Connection")), "total": INTEGER, "page": ref("Page")}
         ),
-        "DisconnectRequest": obj(
-            {"reason": STRING, "notify_client": BOOLEAN}, optional=("reason", "notify_client")
-        ),
         "Disconnected": obj(
             {**_connection(), "disconnected": BOOLEAN, "reason": STRING, "notified": BOOLEAN}
-        ),
-        "RoutingTestRequest": obj(
-            {
-                "ip": {
-                    "type": "string",
-                    "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
-                    "description": "The client's address (default 127.0.0.1)",
-                },
-                "path": {"type": "string", "pattern": "^/", "description": "Default /"},
-                "headers": STRINGS,
-                "query": {
-                    "type": "object",
-                    "additionalProperties": {
-                        "oneOf": [{"type": "string"}, {"type": "array", "items": STRING}]
-                    },
-                },
-            },
-            optional=("ip", "path", "headers", "query"),
         ),
         "RoutingTestResult": obj(
             {
@@ -156,7 +136,7 @@ def paths() -> dict[str, Schema]:
                 tag=CONNECTIONS,
                 data=ref("Disconnected"),
                 parameters=(CONNECTION_ID,),
-                body=ref("DisconnectRequest"),
+                body=DISCONNECT,
                 mutating=True,
                 errors=(404, 503),
             )
@@ -167,8 +147,7 @@ def paths() -> dict[str, Schema]:
                 "Where the router would send a client like this (a dry run: nothing changes)",
                 tag=ROUTING,
                 data=ref("RoutingTestResult"),
-                body=ref("RoutingTestRequest"),
-                body_required=True,
+                body=ROUTING_TEST,
                 mutating=True,
                 errors=(503,),
             )

@@ -17,6 +17,7 @@ from agentvisor.admin.openapi.vocabulary import (
 )
 from agentvisor.admin.params import openapi_of
 from agentvisor.admin.routes import rules
+from agentvisor.api.bodies import RULE, RULE_CHANGES
 
 TAG = "Routing"
 OPERATORS = (
@@ -32,51 +33,16 @@ OPERATORS = (
     "cidr",
 )
 RULE_ID = path_parameter("rule_id", "The rule's name")
-ANY: Schema = {"description": "A string, number, list or boolean, as the operator needs"}
 
 
-def _condition(*, response: bool) -> Schema:
-    properties = {
-        "field": {
-            "type": "string",
-            "description": "client_ip, path, user_agent, origin, subprotocol, header.NAME, "
-            "query.NAME",
-        },
-        "operator": enum(OPERATORS),
-        "value": ANY,
-        "case_sensitive": BOOLEAN,
-    }
-    if response:
-        return obj(properties)
+def _condition() -> Schema:
     return obj(
-        {**properties, "op": enum(OPERATORS)},
-        optional=("operator", "value", "op", "case_sensitive"),
-    )
-
-
-def _rule_body(*, create: bool) -> Schema:
-    properties: dict[str, Schema] = {
-        "name": STRING,
-        "priority": INTEGER,
-        "enabled": BOOLEAN,
-        "conditions": array(_condition(response=False)),
-        "target_agents": array(STRING),
-        "target_tags": array(STRING),
-        "target_strategy": {
-            "type": "string",
-            "nullable": True,
-            "description": "round_robin, least_connections, weighted_random, power_of_two, "
-            "ip_hash, random, hash:header.NAME, hash:query.NAME (also `strategy`)",
-        },
-        "action": enum(("route", "reject")),
-        "description": STRING,
-        "wrap_messages": BOOLEAN,
-    }
-    optional = [key for key in properties if not (create and key == "name")]
-    return obj(
-        properties,
-        optional=optional,
-        description="The seed's names; the file's (`match` with `op`, `strategy`) work too",
+        {
+            "field": STRING,
+            "operator": enum(OPERATORS),
+            "value": {"description": "A string, number, list or boolean, as the operator needs"},
+            "case_sensitive": BOOLEAN,
+        }
     )
 
 
@@ -89,7 +55,7 @@ def schemas() -> dict[str, Schema]:
                 "priority": INTEGER,
                 "enabled": BOOLEAN,
                 "action": enum(("route", "reject")),
-                "conditions": array(_condition(response=True)),
+                "conditions": array(_condition()),
                 "target_agents": array(STRING),
                 "target_tags": array(STRING),
                 "target_strategy": nullable(STRING),
@@ -98,13 +64,9 @@ def schemas() -> dict[str, Schema]:
                 "order": {"type": "integer", "description": "Position in the file"},
             }
         ),
-        "RuleRequest": _rule_body(create=True),
-        "RuleChanges": _rule_body(create=False),
         "RuleList": obj(
             {"rules": array(ref("RoutingRule")), "total": INTEGER, "page": ref("Page")}
         ),
-        "RuleResult": obj({"rule": ref("RoutingRule"), "reload": ref("ReloadResult")}),
-        "RuleDeleted": obj({"rule_id": STRING, "deleted": BOOLEAN, "reload": ref("ReloadResult")}),
     }
 
 
@@ -126,8 +88,7 @@ def paths() -> dict[str, Schema]:
                 tag=TAG,
                 data=ref("RuleResult"),
                 statuses=(201,),
-                body=ref("RuleRequest"),
-                body_required=True,
+                body=RULE,
                 mutating=True,
                 errors=(409, *edit_errors),
             ),
@@ -147,8 +108,7 @@ def paths() -> dict[str, Schema]:
                 tag=TAG,
                 data=ref("RuleResult"),
                 parameters=(RULE_ID,),
-                body=ref("RuleChanges"),
-                body_required=True,
+                body=RULE_CHANGES,
                 mutating=True,
                 errors=(404, *edit_errors),
             ),

@@ -143,21 +143,6 @@ def schemas() -> dict[str, Schema]:
                 "page": ref("Page"),
             }
         ),
-        "InstanceList": obj(
-            {"service_id": STRING, "instances": array(ref("Instance")), "total": INTEGER}
-        ),
-        "OperationResult": obj(
-            {
-                "action": enum(("start", "stop", "restart")),
-                "service_id": STRING,
-                "settled": {
-                    "type": "boolean",
-                    "description": "False (with 202) when still in progress after `timeout`",
-                },
-                "elapsed_seconds": NUMBER,
-                "service": ref("ServiceItem"),
-            }
-        ),
     }
 
 

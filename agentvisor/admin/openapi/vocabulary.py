@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from agentvisor.api.check import Body
+
 Schema = dict[str, Any]
 
 STRING: Schema = {"type": "string"}
@@ -130,8 +132,7 @@ def operation(
     content: Mapping[str, Schema] | None = None,
     description: str = "",
     parameters: Iterable[Schema] = (),
-    body: Schema | None = None,
-    body_required: bool = False,
+    body: Body[Any] | None = None,
     errors: Iterable[int] = (),
     mutating: bool = False,
     public: bool = False,
@@ -163,8 +164,8 @@ def operation(
     }
     if description:
         result["description"] = description
-    if body is not None:
-        result["requestBody"] = {"required": body_required, "content": json_content(body)}
+    if body is not None:  # declared in api.bodies; its schema is a component
+        result["requestBody"] = {"required": not body.optional, "content": json_content(body.ref())}
     if public:
         result["security"] = []
     return result

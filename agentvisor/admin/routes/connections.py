@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from quart import Blueprint, Response, request
 
-from agentvisor.admin.bodies import parse_json_object
 from agentvisor.admin.errors import page_of, success
 from agentvisor.admin.params import LIMIT, OFFSET, Choice, Text
 from agentvisor.admin.routes.system import iso_time
-from agentvisor.errors import InvalidRequest, RoutingFailed
+from agentvisor.api.bodies import DISCONNECT
+from agentvisor.errors import RoutingFailed
 from agentvisor.router.table import ConnectionPage, ConnectionRecord, ConnectionStatus
 
 if TYPE_CHECKING:
@@ -126,14 +126,8 @@ def connections_blueprint(deps: AdminDeps) -> Blueprint:
     @blueprint.post("/connections/<connection_id>/disconnect")
     async def disconnect(connection_id: str) -> tuple[Response, int]:
         router = router_of(deps)
-        raw = await request.get_data()
-        body = parse_json_object(raw) if raw.strip() else {}
-        reason = body.get("reason", "administrative disconnect")
-        notify = body.get("notify_client", True)
-        if not isinstance(reason, str) or len(reason) > 120:
-            raise InvalidRequest("'reason' must be a string of at most 120 characters")
-        if not isinstance(notify, bool):
-            raise InvalidRequest("'notify_client' must be true or false")
+        body = DISCONNECT.parse(await request.get_data())
+        reason, notify = body.reason, body.notify_client
         record = await router.disconnect(connection_id, reason=reason, notify_client=notify)
         data = connection_to_dict(record)
         data.update(disconnected=True, reason=reason, notified=notify)

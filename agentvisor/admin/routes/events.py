@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from agentvisor.admin.app import AdminDeps
     from agentvisor.store.records import EventRecord
 
-SINCE = Time("since", "Only events at or after: ISO 8601 or epoch seconds")
+SINCE = Time("since", "Only events at or after this time")
 KIND = Text("kind", "Only these kinds (comma-separated; repeatable)")
 PARAMETERS = (LIMIT, OFFSET, SINCE, SERVICE_FILTER, KIND)
 

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, Response, request
 
-from agentvisor.admin.bodies import parse_json_object, rule_changes, rule_settings
 from agentvisor.admin.editing import edit_and_apply
 from agentvisor.admin.errors import page_of, success
 from agentvisor.admin.lookup import request_source
 from agentvisor.admin.params import LIMIT, OFFSET, Flag
+from agentvisor.api.answers import RULE_DELETED, RULE_WRITTEN, RuleDeleted, RuleResult
+from agentvisor.api.bodies import RULE, RULE_CHANGES
 from agentvisor.errors import RuleNotFound
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def rules_blueprint(deps: AdminDeps) -> Blueprint:
 
     @blueprint.post("/routing/rules")
     async def create_rule() -> tuple[Response, int]:
-        settings = rule_settings(parse_json_object(await request.get_data()))
+        settings = RULE.parse(await request.get_data())
         name = settings["name"]
         applied = await edit_and_apply(
             deps,
@@ -100,7 +101,8 @@ def rules_blueprint(deps: AdminDeps) -> Blueprint:
             source=request_source(request.headers),
             describe=f"created routing rule {name}",
         )
-        return success({"rule": find(name), "reload": applied.result.to_dict()}, 201)
+        answer = RuleResult(rule=find(name), reload=applied.result.to_dict())
+        return success(RULE_WRITTEN.dump(answer), 201)
 
     @blueprint.get("/routing/rules/<rule_id>")
     async def show_rule(rule_id: str) -> tuple[Response, int]:
@@ -109,7 +111,7 @@ def rules_blueprint(deps: AdminDeps) -> Blueprint:
     @blueprint.put("/routing/rules/<rule_id>")
     async def update_rule(rule_id: str) -> tuple[Response, int]:
         find(rule_id)  # 404 before the body is looked at
-        changes = rule_changes(parse_json_object(await request.get_data()))
+        changes = RULE_CHANGES.parse(await request.get_data())
         applied = await edit_and_apply(
             deps,
             lambda editor: editor.update_route(rule_id, changes),
@@ -118,9 +120,8 @@ def rules_blueprint(deps: AdminDeps) -> Blueprint:
             source=request_source(request.headers),
             describe=f"changed {', '.join(sorted(changes))} of routing rule {rule_id}",
         )
-        return success(
-            {"rule": find(changes.get("name") or rule_id), "reload": applied.result.to_dict()}
-        )
+        rule = find(changes.get("name") or rule_id)
+        return success(RULE_WRITTEN.dump(RuleResult(rule=rule, reload=applied.result.to_dict())))
 
     @blueprint.delete("/routing/rules/<rule_id>")
     async def delete_rule(rule_id: str) -> tuple[Response, int]:
@@ -133,6 +134,7 @@ def rules_blueprint(deps: AdminDeps) -> Blueprint:
             source=request_source(request.headers),
             describe=f"deleted routing rule {rule_id}",
         )
-        return success({"rule_id": rule_id, "deleted": True, "reload": applied.result.to_dict()})
+        answer = RuleDeleted(rule_id=rule_id, deleted=True, reload=applied.result.to_dict())
+        return success(RULE_DELETED.dump(answer))
 
     return blueprint

@@ -2,26 +2,21 @@
 
 Each is an edit of agentvisor.toml applied through the reload path
 (``editing.edit_and_apply``), so a restart of agentvisor runs exactly what
-was registered. Bodies are mapped from the API's names to the file's in
-``bodies``; a config that would not validate is a 422 ``CONFIG_INVALID``
-listing every problem, and the file is left as it was.
+was registered. Bodies are checked and mapped from the API's names to the
+file's by their declarations in ``api.bodies``; a config that would not
+validate is a 422 ``CONFIG_INVALID`` listing every problem, and the file is
+left as it was.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 from quart import Blueprint, Response, request
 
-from agentvisor.admin.bodies import (
-    config_changes,
-    parse_json_object,
-    register_settings,
-    scale_replicas,
-)
 from agentvisor.admin.editing import edit_and_apply
 from agentvisor.admin.errors import success
 from agentvisor.admin.lookup import request_source, resolve_service
@@ -30,6 +25,20 @@ from agentvisor.admin.params import OPERATION_TIMEOUT
 from agentvisor.admin.routes.services import (
     describe_service,
 )
+from agentvisor.api.answers import (
+    CONFIG_UPDATED,
+    REGISTERED,
+    SCALED,
+    UNREGISTERED,
+    Applied,
+    ConfigUpdateResult,
+    RegisterResult,
+    Replicas,
+    ScaleResult,
+    UnregisterResult,
+)
+from agentvisor.api.bodies import CONFIG_CHANGES, REGISTER, SCALE
+from agentvisor.api.check import parse_json_object
 from agentvisor.errors import InvalidRequest, ServiceAutoscaled
 from agentvisor.supervise.instance import InstanceGone
 from agentvisor.supervise.states import ProcessState
@@ -40,10 +49,6 @@ if TYPE_CHECKING:
     from agentvisor.supervise.supervisor import ReloadResult
 
 AT_REST = (ProcessState.STOPPED, ProcessState.EXITED, ProcessState.FATAL)
-
-
-async def request_json() -> dict[str, Any]:
-    return parse_json_object(await request.get_data())
 
 
 def check_agent_file(deps: AdminDeps, field: str, path: str) -> None:
@@ -66,7 +71,7 @@ def check_agent_file(deps: AdminDeps, field: str, path: str) -> None:
         )
 
 
-def _what_happened(name: str, result: ReloadResult) -> str:
+def _what_happened(name: str, result: ReloadResult) -> Applied:
     plan = result.plan
     if name in plan.restart:
         return "restarted"
@@ -95,8 +100,8 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
 
     @blueprint.post("/services")
     async def register() -> tuple[Response, int]:
-        body = await request_json()
-        name, settings = register_settings(body)
+        body = REGISTER.check(parse_json_object(await request.get_data()))
+        name, settings = REGISTER.load(body)
         if "agent" in settings:
             field = "agent_factory_path" if "agent_factory_path" in body else "agent"
             check_agent_file(deps, field, settings["agent"])
@@ -112,23 +117,21 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
         detail = await describe_service(deps, name)
         instances = detail["instances"]
         endpoint = instances[0]["endpoint"] if instances else None
-        return success(
-            {
-                "service_id": detail["service_id"],
-                "name": name,
-                "message": "Service registered successfully",
-                "endpoint": endpoint,
-                "autostart": deps.supervisor.service(name).config.autostart,
-                "service": detail,
-                "reload": applied.result.to_dict(),
-            },
-            201,
+        answer = RegisterResult(
+            service_id=detail["service_id"],
+            name=name,
+            message="Service registered successfully",
+            endpoint=endpoint,
+            autostart=deps.supervisor.service(name).config.autostart,
+            service=detail,
+            reload=applied.result.to_dict(),
         )
+        return success(REGISTERED.dump(answer), 201)
 
     @blueprint.put("/services/<service_id>/config")
     async def update_config(service_id: str) -> tuple[Response, int]:
         name = await resolve_service(deps, service_id)
-        changes = config_changes(await request_json())
+        changes = CONFIG_CHANGES.parse(await request.get_data())
         if isinstance(changes.get("agent"), str):
             check_agent_file(deps, "agent", changes["agent"])
         timeout = OPERATION_TIMEOUT.parse(request.args)
@@ -143,25 +146,23 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
         )
         result = applied.result
         happened = _what_happened(name, result)
-        return success(
-            {
-                "service_id": await service_id_of(deps, name),
-                "name": name,
-                "changed": happened != "unchanged",
-                "applied": happened,
-                "restarted": happened == "restarted",
-                "settled": applied.settled,
-                "failed": list(result.failed),
-                "service": await describe_service(deps, name),
-                "reload": result.to_dict(),
-            },
-            200 if applied.settled else 202,
+        answer = ConfigUpdateResult(
+            service_id=await service_id_of(deps, name),
+            name=name,
+            changed=happened != "unchanged",
+            applied=happened,
+            restarted=happened == "restarted",
+            settled=applied.settled,
+            failed=list(result.failed),
+            service=await describe_service(deps, name),
+            reload=result.to_dict(),
         )
+        return success(CONFIG_UPDATED.dump(answer), 200 if applied.settled else 202)
 
     @blueprint.post("/services/<service_id>/scale")
     async def scale(service_id: str) -> tuple[Response, int]:
         name = await resolve_service(deps, service_id)
-        replicas = scale_replicas(await request_json())
+        replicas = SCALE.parse(await request.get_data())
         agent = deps.supervisor.service(name).config
         if agent.autoscale is not None:
             raise ServiceAutoscaled(
@@ -182,15 +183,14 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
             source=request_source(request.headers),
             describe=f"scaled {name} from {previous} to {replicas} replicas",
         )
-        return success(
-            {
-                "service_id": await service_id_of(deps, name),
-                "name": name,
-                "replicas": {"previous": previous, "desired": replicas},
-                "service": await describe_service(deps, name),
-                "reload": applied.result.to_dict(),
-            }
+        answer = ScaleResult(
+            service_id=await service_id_of(deps, name),
+            name=name,
+            replicas=Replicas(previous=previous, desired=replicas),
+            service=await describe_service(deps, name),
+            reload=applied.result.to_dict(),
         )
+        return success(SCALED.dump(answer))
 
     @blueprint.delete("/services/<service_id>")
     async def unregister(service_id: str) -> tuple[Response, int]:
@@ -209,16 +209,14 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
         )
         # The supervisor drains and stops the removed instances in its own nursery.
         stopped = await _wait_at_rest(instances, timeout)
-        return success(
-            {
-                "service_id": stable_id,
-                "name": name,
-                "removed": True,
-                "stopped": stopped,
-                "elapsed_seconds": round(time.monotonic() - started, 3),
-                "reload": applied.result.to_dict(),
-            },
-            200 if stopped else 202,
+        answer = UnregisterResult(
+            service_id=stable_id,
+            name=name,
+            removed=True,
+            stopped=stopped,
+            elapsed_seconds=round(time.monotonic() - started, 3),
+            reload=applied.result.to_dict(),
         )
+        return success(UNREGISTERED.dump(answer), 200 if stopped else 202)
 
     return blueprint

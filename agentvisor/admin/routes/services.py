@@ -20,6 +20,7 @@ from agentvisor.admin.lookup import request_source, resolve_service, service_ids
 from agentvisor.admin.params import LIMIT, OFFSET, OPERATION_TIMEOUT, Choice, Flag, Text
 from agentvisor.admin.routes.system import iso_time
 from agentvisor.admin.usage import live_stats, service_stats
+from agentvisor.api.answers import INSTANCE_LIST, OPERATED, Action, InstanceList, OperationResult
 from agentvisor.supervise.registry import InstanceView, ServiceView
 
 if TYPE_CHECKING:
@@ -247,16 +248,15 @@ def services_blueprint(deps: AdminDeps) -> Blueprint:
     async def list_instances(service_id: str) -> tuple[Response, int]:
         name = await resolve_service(deps, service_id)
         view = deps.supervisor.service(name)
-        return success(
-            {
-                "service_id": (await service_ids(deps, [name]))[name],
-                "name": name,
-                "instances": [instance_to_dict(i) for i in view.instances],
-                "total": len(view.instances),
-            }
+        answer = InstanceList(
+            service_id=(await service_ids(deps, [name]))[name],
+            name=name,
+            instances=[instance_to_dict(i) for i in view.instances],
+            total=len(view.instances),
         )
+        return success(INSTANCE_LIST.dump(answer))
 
-    async def operate(service_id: str, action: str) -> tuple[Response, int]:
+    async def operate(service_id: str, action: Action) -> tuple[Response, int]:
         supervisor = deps.supervisor
         name = await resolve_service(deps, service_id)  # 404 before anything is touched
         source = request_source(request.headers)
@@ -272,16 +272,16 @@ def services_blueprint(deps: AdminDeps) -> Blueprint:
                 await supervisor.restart(name, source=source, force=force)
         settled = not waited.cancelled_caught
         stable_id = (await service_ids(deps, [name]))[name]
-        data = {
-            "action": action,
-            "service_id": stable_id,
-            "name": name,
-            "settled": settled,
-            "elapsed_seconds": round(time.monotonic() - started, 3),
-            "service": service_to_dict(supervisor.service(name), service_id=stable_id),
-        }
+        answer = OperationResult(
+            action=action,
+            service_id=stable_id,
+            name=name,
+            settled=settled,
+            elapsed_seconds=round(time.monotonic() - started, 3),
+            service=service_to_dict(supervisor.service(name), service_id=stable_id),
+        )
         # 202: accepted, still in progress in the supervisor after ``timeout``.
-        return success(data, 200 if settled else 202)
+        return success(OPERATED.dump(answer), 200 if settled else 202)
 
     @blueprint.post("/services/<service_id>/start")
     async def start_service(service_id: str) -> tuple[Response, int]:

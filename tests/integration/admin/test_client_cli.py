@@ -127,9 +127,13 @@ async def test_ctl_status_show_and_errors(
         assert await run_ctl("-s", sock, "register", "x", str(tmp_path / "gone.py")) == 1
         assert capsys.readouterr().err.startswith("agentvisorctl: FILE: agent file ")
         assert await run_ctl("-s", sock, "register", "x", "--command", "y", "--port", "0") == 1
-        assert capsys.readouterr().err.startswith("agentvisorctl: --port must be a port from 1")
+        assert capsys.readouterr().err.startswith(
+            "agentvisorctl: --port must be an integer from 1 to 65535, got 0"
+        )
         assert await run_ctl("-s", sock, "scale", "alpha", "5000") == 1
-        assert capsys.readouterr().err.startswith("agentvisorctl: N must be from 0 to 1000")
+        assert capsys.readouterr().err.startswith(
+            "agentvisorctl: N must be an integer from 0 to 1000, got 5000"
+        )
 
 
 async def test_ctl_stop_start_all_and_tail(

@@ -323,7 +323,7 @@ export interface paths {
         get?: never;
         /**
          * Change settings (a JSON merge patch); restarts only when needed
-         * @description `null` puts a setting back to its default. Any key of an [agents.NAME] table (docs/configuration.md) is accepted too, at the top level or in `config`; unknown keys are a 400 naming them.
+         * @description `null` puts a setting back to its default. Any key of an [agents.NAME] table (docs/configuration.md), at the top level or in `config`; unknown keys are a 400 naming them.
          */
         put: operations["updateServiceConfig"];
         post?: never;
@@ -616,30 +616,173 @@ export interface components {
             source: string | null;
             timestamp: number;
         };
-        /** @description Any key of an [agents.NAME] table (docs/configuration.md) is accepted too, at the top level or in `config`; unknown keys are a 400 naming them. */
+        /**
+         * service
+         * @description A JSON merge patch of the [agents.NAME] table: `null` puts a key back to its default; `{}` changes nothing
+         */
         ConfigChanges: {
-            agent?: string;
-            /** @description Agent file (also `agent`) */
-            agent_factory_path?: string;
+            /** @description An agent file, relative to the config's folder (also `agent_factory_path`) */
+            agent?: string | null;
+            /** @description The agent file (seed) */
+            agent_factory_path?: string | null;
             /** @description true = on-failure, false = never (also `autorestart`) */
-            auto_restart?: boolean | ("always" | "on-failure" | "never");
+            auto_restart?: ((boolean | null) | ("always" | "on-failure" | "never" | null)) | null;
             /** @description Also `autostart` */
-            auto_start?: boolean;
-            /** @description A program serving WebSocket on {port}: an argv string or list */
-            command?: string | string[];
-            /** @description The seed's nested settings: max_sessions, session_timeout, auto_restart, health_check_enabled, … */
-            config?: Record<string, never>;
-            description?: string;
+            auto_start?: boolean | null;
+            /** @enum {string|null} */
+            autorestart?: "always" | "on-failure" | "never" | null;
+            /** autoscale setting */
+            autoscale?: {
+                cold_start_wait?: number | null;
+                decision_interval?: number | null;
+                max?: number | null;
+                max_cpu_percent?: number | null;
+                min?: number | null;
+                scale_down_cooldown?: number | null;
+                scale_up_cooldown?: number | null;
+                stabilization?: number | null;
+                target_sessions?: number | null;
+                target_turns?: number | null;
+            } | null;
+            autostart?: boolean | null;
+            backoff_factor?: number | null;
+            backoff_initial?: number | null;
+            backoff_jitter?: number | null;
+            backoff_max?: number | null;
+            command?: ((string | null) | (string[] | null)) | null;
+            /**
+             * service
+             * @description The seed's nested settings: max_sessions, session_timeout, auto_restart, health_check_enabled, …
+             */
+            config?: {
+                /** @description An agent file, relative to the config's folder (also `agent_factory_path`) */
+                agent?: string | null;
+                /** @description The agent file (seed) */
+                agent_factory_path?: string | null;
+                /** @description true = on-failure, false = never (also `autorestart`) */
+                auto_restart?: ((boolean | null) | ("always" | "on-failure" | "never" | null)) | null;
+                /** @description Also `autostart` */
+                auto_start?: boolean | null;
+                /** @enum {string|null} */
+                autorestart?: "always" | "on-failure" | "never" | null;
+                /** autoscale setting */
+                autoscale?: {
+                    cold_start_wait?: number | null;
+                    decision_interval?: number | null;
+                    max?: number | null;
+                    max_cpu_percent?: number | null;
+                    min?: number | null;
+                    scale_down_cooldown?: number | null;
+                    scale_up_cooldown?: number | null;
+                    stabilization?: number | null;
+                    target_sessions?: number | null;
+                    target_turns?: number | null;
+                } | null;
+                autostart?: boolean | null;
+                backoff_factor?: number | null;
+                backoff_initial?: number | null;
+                backoff_jitter?: number | null;
+                backoff_max?: number | null;
+                command?: ((string | null) | (string[] | null)) | null;
+                depends_on?: string[] | null;
+                description?: string | null;
+                directory?: string | null;
+                drain_timeout?: number | null;
+                environment?: {
+                    [key: string]: string;
+                } | null;
+                exitcodes?: number[] | null;
+                fatal_cooldown?: number | null;
+                /** health setting */
+                health?: {
+                    enabled?: boolean | null;
+                    healthy_threshold?: number | null;
+                    http_path?: string | null;
+                    interval?: number | null;
+                    /** @enum {string|null} */
+                    mode?: "websocket" | "http" | null;
+                    timeout?: number | null;
+                    unhealthy_threshold?: number | null;
+                } | null;
+                /** @description Also `health.enabled` */
+                health_check_enabled?: boolean | null;
+                host?: string | null;
+                max_memory_mb?: number | null;
+                /** @description Also `startretries` */
+                max_restart_count?: number | null;
+                max_sessions?: number | null;
+                /** @enum {string|null} */
+                on_busy?: "queue" | "reject" | "interrupt" | null;
+                port?: number | null;
+                replicas?: number | null;
+                routable?: boolean | null;
+                router_notices?: boolean | null;
+                /** @enum {string|null} */
+                runtime?: "asyncio" | "trio" | null;
+                session_timeout?: number | null;
+                stable_secs?: number | null;
+                startretries?: number | null;
+                startsecs?: number | null;
+                stdout_log_backups?: number | null;
+                stdout_log_max_mb?: number | null;
+                /** @enum {string|null} */
+                stopsignal?: "TERM" | "INT" | "QUIT" | "HUP" | "KILL" | "USR1" | "USR2" | null;
+                stopwaitsecs?: number | null;
+                tags?: string[] | null;
+                user?: string | null;
+                weight?: number | null;
+                ws_path?: string | null;
+            } | null;
+            depends_on?: string[] | null;
+            description?: string | null;
+            directory?: string | null;
+            drain_timeout?: number | null;
             environment?: {
                 [key: string]: string;
-            };
-            host?: string;
-            max_sessions?: number;
+            } | null;
+            exitcodes?: number[] | null;
+            fatal_cooldown?: number | null;
+            /** health setting */
+            health?: {
+                enabled?: boolean | null;
+                healthy_threshold?: number | null;
+                http_path?: string | null;
+                interval?: number | null;
+                /** @enum {string|null} */
+                mode?: "websocket" | "http" | null;
+                timeout?: number | null;
+                unhealthy_threshold?: number | null;
+            } | null;
+            /** @description Also `health.enabled` */
+            health_check_enabled?: boolean | null;
+            host?: string | null;
+            max_memory_mb?: number | null;
+            /** @description Also `startretries` */
+            max_restart_count?: number | null;
+            max_sessions?: number | null;
+            /** @enum {string|null} */
+            on_busy?: "queue" | "reject" | "interrupt" | null;
             port?: number | null;
-            replicas?: number;
-            session_timeout?: number;
-            tags?: string[];
+            replicas?: number | null;
+            routable?: boolean | null;
+            router_notices?: boolean | null;
+            /** @enum {string|null} */
+            runtime?: "asyncio" | "trio" | null;
+            session_timeout?: number | null;
+            stable_secs?: number | null;
+            startretries?: number | null;
+            startsecs?: number | null;
+            stdout_log_backups?: number | null;
+            stdout_log_max_mb?: number | null;
+            /** @enum {string|null} */
+            stopsignal?: "TERM" | "INT" | "QUIT" | "HUP" | "KILL" | "USR1" | "USR2" | null;
+            stopwaitsecs?: number | null;
+            tags?: string[] | null;
+            user?: string | null;
+            weight?: number | null;
+            ws_path?: string | null;
         };
+        /** @description A service's settings changed, and how that was applied. */
         ConfigUpdateResult: {
             /** @enum {string} */
             applied: "restarted" | "scaled" | "updated live" | "unchanged";
@@ -716,6 +859,10 @@ export interface components {
             page: components["schemas"]["Page"];
             total: number;
         };
+        /**
+         * disconnect
+         * @description How to close a client's connection (an empty body takes the defaults).
+         */
         DisconnectRequest: {
             notify_client?: boolean;
             reason?: string;
@@ -862,8 +1009,10 @@ export interface components {
             /** @enum {string} */
             status: "healthy" | "unhealthy" | "unknown" | "disabled";
         };
+        /** @description The instances of a service. */
         InstanceList: {
             instances: components["schemas"]["Instance"][];
+            name: string;
             service_id: string;
             total: number;
         };
@@ -899,10 +1048,12 @@ export interface components {
             query: string;
             service_id: string | null;
         };
+        /** @description A start, stop or restart: done, or still going on in the supervisor (202). */
         OperationResult: {
             /** @enum {string} */
             action: "start" | "stop" | "restart";
             elapsed_seconds: number;
+            name: string;
             service: components["schemas"]["ServiceItem"];
             service_id: string;
             /** @description False (with 202) when still in progress after `timeout` */
@@ -962,31 +1113,175 @@ export interface components {
             limit: number;
             offset: number;
         };
-        /** @description Any key of an [agents.NAME] table (docs/configuration.md) is accepted too, at the top level or in `config`; unknown keys are a 400 naming them. */
+        /**
+         * service
+         * @description An [agents.NAME] table (docs/configuration.md): exactly one of `agent_factory_path` (or `agent`) and `command`; its keys at the top level or in `config`
+         */
         RegisterRequest: {
-            agent?: string;
-            /** @description Agent file (also `agent`) */
-            agent_factory_path?: string;
+            /** @description An agent file, relative to the config's folder (also `agent_factory_path`) */
+            agent?: string | null;
+            /** @description The agent file (seed) */
+            agent_factory_path?: string | null;
             /** @description true = on-failure, false = never (also `autorestart`) */
-            auto_restart?: boolean | ("always" | "on-failure" | "never");
+            auto_restart?: ((boolean | null) | ("always" | "on-failure" | "never" | null)) | null;
             /** @description Also `autostart` */
-            auto_start?: boolean;
-            /** @description A program serving WebSocket on {port}: an argv string or list */
-            command?: string | string[];
-            /** @description The seed's nested settings: max_sessions, session_timeout, auto_restart, health_check_enabled, … */
-            config?: Record<string, never>;
-            description?: string;
+            auto_start?: boolean | null;
+            /** @enum {string|null} */
+            autorestart?: "always" | "on-failure" | "never" | null;
+            /** autoscale setting */
+            autoscale?: {
+                cold_start_wait?: number | null;
+                decision_interval?: number | null;
+                max?: number | null;
+                max_cpu_percent?: number | null;
+                min?: number | null;
+                scale_down_cooldown?: number | null;
+                scale_up_cooldown?: number | null;
+                stabilization?: number | null;
+                target_sessions?: number | null;
+                target_turns?: number | null;
+            } | null;
+            autostart?: boolean | null;
+            backoff_factor?: number | null;
+            backoff_initial?: number | null;
+            backoff_jitter?: number | null;
+            backoff_max?: number | null;
+            command?: ((string | null) | (string[] | null)) | null;
+            /**
+             * service
+             * @description The seed's nested settings: max_sessions, session_timeout, auto_restart, health_check_enabled, …
+             */
+            config?: {
+                /** @description An agent file, relative to the config's folder (also `agent_factory_path`) */
+                agent?: string | null;
+                /** @description The agent file (seed) */
+                agent_factory_path?: string | null;
+                /** @description true = on-failure, false = never (also `autorestart`) */
+                auto_restart?: ((boolean | null) | ("always" | "on-failure" | "never" | null)) | null;
+                /** @description Also `autostart` */
+                auto_start?: boolean | null;
+                /** @enum {string|null} */
+                autorestart?: "always" | "on-failure" | "never" | null;
+                /** autoscale setting */
+                autoscale?: {
+                    cold_start_wait?: number | null;
+                    decision_interval?: number | null;
+                    max?: number | null;
+                    max_cpu_percent?: number | null;
+                    min?: number | null;
+                    scale_down_cooldown?: number | null;
+                    scale_up_cooldown?: number | null;
+                    stabilization?: number | null;
+                    target_sessions?: number | null;
+                    target_turns?: number | null;
+                } | null;
+                autostart?: boolean | null;
+                backoff_factor?: number | null;
+                backoff_initial?: number | null;
+                backoff_jitter?: number | null;
+                backoff_max?: number | null;
+                command?: ((string | null) | (string[] | null)) | null;
+                depends_on?: string[] | null;
+                description?: string | null;
+                directory?: string | null;
+                drain_timeout?: number | null;
+                environment?: {
+                    [key: string]: string;
+                } | null;
+                exitcodes?: number[] | null;
+                fatal_cooldown?: number | null;
+                /** health setting */
+                health?: {
+                    enabled?: boolean | null;
+                    healthy_threshold?: number | null;
+                    http_path?: string | null;
+                    interval?: number | null;
+                    /** @enum {string|null} */
+                    mode?: "websocket" | "http" | null;
+                    timeout?: number | null;
+                    unhealthy_threshold?: number | null;
+                } | null;
+                /** @description Also `health.enabled` */
+                health_check_enabled?: boolean | null;
+                host?: string | null;
+                max_memory_mb?: number | null;
+                /** @description Also `startretries` */
+                max_restart_count?: number | null;
+                max_sessions?: number | null;
+                /** @enum {string|null} */
+                on_busy?: "queue" | "reject" | "interrupt" | null;
+                port?: number | null;
+                replicas?: number | null;
+                routable?: boolean | null;
+                router_notices?: boolean | null;
+                /** @enum {string|null} */
+                runtime?: "asyncio" | "trio" | null;
+                session_timeout?: number | null;
+                stable_secs?: number | null;
+                startretries?: number | null;
+                startsecs?: number | null;
+                stdout_log_backups?: number | null;
+                stdout_log_max_mb?: number | null;
+                /** @enum {string|null} */
+                stopsignal?: "TERM" | "INT" | "QUIT" | "HUP" | "KILL" | "USR1" | "USR2" | null;
+                stopwaitsecs?: number | null;
+                tags?: string[] | null;
+                user?: string | null;
+                weight?: number | null;
+                ws_path?: string | null;
+            } | null;
+            depends_on?: string[] | null;
+            description?: string | null;
+            directory?: string | null;
+            drain_timeout?: number | null;
             environment?: {
                 [key: string]: string;
-            };
-            host?: string;
-            max_sessions?: number;
+            } | null;
+            exitcodes?: number[] | null;
+            fatal_cooldown?: number | null;
+            /** health setting */
+            health?: {
+                enabled?: boolean | null;
+                healthy_threshold?: number | null;
+                http_path?: string | null;
+                interval?: number | null;
+                /** @enum {string|null} */
+                mode?: "websocket" | "http" | null;
+                timeout?: number | null;
+                unhealthy_threshold?: number | null;
+            } | null;
+            /** @description Also `health.enabled` */
+            health_check_enabled?: boolean | null;
+            host?: string | null;
+            max_memory_mb?: number | null;
+            /** @description Also `startretries` */
+            max_restart_count?: number | null;
+            max_sessions?: number | null;
+            /** @description The service name: lowercase letters, digits, '-' and '_', starting with a letter or digit (at most 100 characters) */
             name: string;
+            /** @enum {string|null} */
+            on_busy?: "queue" | "reject" | "interrupt" | null;
             port?: number | null;
-            replicas?: number;
-            session_timeout?: number;
-            tags?: string[];
+            replicas?: number | null;
+            routable?: boolean | null;
+            router_notices?: boolean | null;
+            /** @enum {string|null} */
+            runtime?: "asyncio" | "trio" | null;
+            session_timeout?: number | null;
+            stable_secs?: number | null;
+            startretries?: number | null;
+            startsecs?: number | null;
+            stdout_log_backups?: number | null;
+            stdout_log_max_mb?: number | null;
+            /** @enum {string|null} */
+            stopsignal?: "TERM" | "INT" | "QUIT" | "HUP" | "KILL" | "USR1" | "USR2" | null;
+            stopwaitsecs?: number | null;
+            tags?: string[] | null;
+            user?: string | null;
+            weight?: number | null;
+            ws_path?: string | null;
         };
+        /** @description A service registered: written to agentvisor.toml and applied. */
         RegisterResult: {
             autostart: boolean;
             endpoint: string | null;
@@ -1016,12 +1311,15 @@ export interface components {
             scaled: string[];
             updated: string[];
         };
+        Replicas: {
+            desired: number;
+            previous: number;
+        };
         RoutingRule: {
             /** @enum {string} */
             action: "route" | "reject";
             conditions: {
                 case_sensitive: boolean;
-                /** @description client_ip, path, user_agent, origin, subprotocol, header.NAME, query.NAME */
                 field: string;
                 /** @enum {string} */
                 operator: "equals" | "not_equals" | "contains" | "starts_with" | "ends_with" | "regex" | "in" | "not_in" | "exists" | "cidr";
@@ -1040,13 +1338,17 @@ export interface components {
             target_tags: string[];
             wrap_messages: boolean;
         };
+        /**
+         * routing test
+         * @description A simulated client: where would the router send it?
+         */
         RoutingTestRequest: {
             headers?: {
                 [key: string]: string;
             };
             /** @description The client's address (default 127.0.0.1) */
             ip?: string | unknown | unknown;
-            /** @description Default / */
+            /** @description A path starting with '/' (default /) */
             path?: string;
             query?: {
                 [key: string]: string | string[];
@@ -1078,31 +1380,51 @@ export interface components {
             rule: string | null;
             strategy: string | null;
         };
-        /** @description The seed's names; the file's (`match` with `op`, `strategy`) work too */
+        /**
+         * routing rule
+         * @description A `[[routes]]` entry in the seed's names; the file's (`match` with `op`, `strategy`) work too. `rule_id` is ignored (echoed by clients that PUT what they GOT).
+         */
         RuleChanges: {
-            /** @enum {string} */
-            action?: "route" | "reject";
+            /** @enum {string|null} */
+            action?: "route" | "reject" | null;
             conditions?: {
-                case_sensitive?: boolean;
+                case_sensitive?: boolean | null;
                 /** @description client_ip, path, user_agent, origin, subprotocol, header.NAME, query.NAME */
                 field: string;
-                /** @enum {string} */
-                op?: "equals" | "not_equals" | "contains" | "starts_with" | "ends_with" | "regex" | "in" | "not_in" | "exists" | "cidr";
-                /** @enum {string} */
-                operator?: "equals" | "not_equals" | "contains" | "starts_with" | "ends_with" | "regex" | "in" | "not_in" | "exists" | "cidr";
+                /** @enum {string|null} */
+                op?: "equals" | "not_equals" | "contains" | "starts_with" | "ends_with" | "regex" | "in" | "not_in" | "exists" | "cidr" | null;
+                /** @enum {string|null} */
+                operator?: "equals" | "not_equals" | "contains" | "starts_with" | "ends_with" | "regex" | "in" | "not_in" | "exists" | "cidr" | null;
                 /** @description A string, number, list or boolean, as the operator needs */
                 value?: unknown;
-            }[];
-            description?: string;
-            enabled?: boolean;
-            name?: string;
-            priority?: number;
-            target_agents?: string[];
-            /** @description round_robin, least_connections, weighted_random, power_of_two, ip_hash, random, hash:header.NAME, hash:query.NAME (also `strategy`) */
+            }[] | null;
+            description?: string | null;
+            enabled?: boolean | null;
+            match?: {
+                case_sensitive?: boolean | null;
+                /** @description client_ip, path, user_agent, origin, subprotocol, header.NAME, query.NAME */
+                field: string;
+                /** @enum {string|null} */
+                op?: "equals" | "not_equals" | "contains" | "starts_with" | "ends_with" | "regex" | "in" | "not_in" | "exists" | "cidr" | null;
+                /** @enum {string|null} */
+                operator?: "equals" | "not_equals" | "contains" | "starts_with" | "ends_with" | "regex" | "in" | "not_in" | "exists" | "cidr" | null;
+                /** @description A string, number, list or boolean, as the operator needs */
+                value?: unknown;
+            }[] | null;
+            name?: string | null;
+            priority?: number | null;
+            rule_id?: string | null;
+            /** @description round_robin, least_connections, weighted_random, power_of_two, ip_hash, random, hash:header.NAME, hash:query.NAME; null: the router's default_strategy */
+            strategy?: string | null;
+            target_agents?: string[] | null;
+            target_service?: string | null;
+            target_services?: string[] | null;
+            /** @description round_robin, least_connections, weighted_random, power_of_two, ip_hash, random, hash:header.NAME, hash:query.NAME; null: the router's default_strategy */
             target_strategy?: string | null;
-            target_tags?: string[];
-            wrap_messages?: boolean;
+            target_tags?: string[] | null;
+            wrap_messages?: boolean | null;
         };
+        /** @description A routing rule removed from agentvisor.toml. */
         RuleDeleted: {
             deleted: boolean;
             reload: components["schemas"]["ReloadResult"];
@@ -1113,45 +1435,68 @@ export interface components {
             rules: components["schemas"]["RoutingRule"][];
             total: number;
         };
-        /** @description The seed's names; the file's (`match` with `op`, `strategy`) work too */
+        /**
+         * routing rule
+         * @description A `[[routes]]` entry in the seed's names; the file's (`match` with `op`, `strategy`) work too. `rule_id` is ignored (echoed by clients that PUT what they GOT).
+         */
         RuleRequest: {
-            /** @enum {string} */
-            action?: "route" | "reject";
+            /** @enum {string|null} */
+            action?: "route" | "reject" | null;
             conditions?: {
-                case_sensitive?: boolean;
+                case_sensitive?: boolean | null;
                 /** @description client_ip, path, user_agent, origin, subprotocol, header.NAME, query.NAME */
                 field: string;
-                /** @enum {string} */
-                op?: "equals" | "not_equals" | "contains" | "starts_with" | "ends_with" | "regex" | "in" | "not_in" | "exists" | "cidr";
-                /** @enum {string} */
-                operator?: "equals" | "not_equals" | "contains" | "starts_with" | "ends_with" | "regex" | "in" | "not_in" | "exists" | "cidr";
+                /** @enum {string|null} */
+                op?: "equals" | "not_equals" | "contains" | "starts_with" | "ends_with" | "regex" | "in" | "not_in" | "exists" | "cidr" | null;
+                /** @enum {string|null} */
+                operator?: "equals" | "not_equals" | "contains" | "starts_with" | "ends_with" | "regex" | "in" | "not_in" | "exists" | "cidr" | null;
                 /** @description A string, number, list or boolean, as the operator needs */
                 value?: unknown;
-            }[];
-            description?: string;
-            enabled?: boolean;
+            }[] | null;
+            description?: string | null;
+            enabled?: boolean | null;
+            match?: {
+                case_sensitive?: boolean | null;
+                /** @description client_ip, path, user_agent, origin, subprotocol, header.NAME, query.NAME */
+                field: string;
+                /** @enum {string|null} */
+                op?: "equals" | "not_equals" | "contains" | "starts_with" | "ends_with" | "regex" | "in" | "not_in" | "exists" | "cidr" | null;
+                /** @enum {string|null} */
+                operator?: "equals" | "not_equals" | "contains" | "starts_with" | "ends_with" | "regex" | "in" | "not_in" | "exists" | "cidr" | null;
+                /** @description A string, number, list or boolean, as the operator needs */
+                value?: unknown;
+            }[] | null;
+            /** @description The rule's unique name (not blank) */
             name: string;
-            priority?: number;
-            target_agents?: string[];
-            /** @description round_robin, least_connections, weighted_random, power_of_two, ip_hash, random, hash:header.NAME, hash:query.NAME (also `strategy`) */
+            priority?: number | null;
+            rule_id?: string | null;
+            /** @description round_robin, least_connections, weighted_random, power_of_two, ip_hash, random, hash:header.NAME, hash:query.NAME; null: the router's default_strategy */
+            strategy?: string | null;
+            target_agents?: string[] | null;
+            target_service?: string | null;
+            target_services?: string[] | null;
+            /** @description round_robin, least_connections, weighted_random, power_of_two, ip_hash, random, hash:header.NAME, hash:query.NAME; null: the router's default_strategy */
             target_strategy?: string | null;
-            target_tags?: string[];
-            wrap_messages?: boolean;
+            target_tags?: string[] | null;
+            wrap_messages?: boolean | null;
         };
+        /** @description A routing rule as written and applied. */
         RuleResult: {
             reload: components["schemas"]["ReloadResult"];
             rule: components["schemas"]["RoutingRule"];
         };
+        /**
+         * scale
+         * @description The number of replicas to run.
+         */
         ScaleRequest: {
             replicas: number;
         };
+        /** @description The number of replicas set, kept in agentvisor.toml. */
         ScaleResult: {
             name: string;
             reload: components["schemas"]["ReloadResult"];
-            replicas: {
-                desired: number;
-                previous: number;
-            };
+            replicas: components["schemas"]["Replicas"];
             service: components["schemas"]["ServiceDetail"];
             service_id: string;
         };
@@ -1276,6 +1621,7 @@ export interface components {
             period_seconds: number;
             service_id: string | null;
         };
+        /** @description A service drained, stopped and removed from agentvisor.toml. */
         UnregisterResult: {
             elapsed_seconds: number;
             name: string;
@@ -1508,8 +1854,8 @@ export interface operations {
                 limit?: number;
                 /** @description Items to skip (pagination) */
                 offset?: number;
-                /** @description Only events at or after: ISO 8601 or epoch seconds */
-                since?: string;
+                /** @description Only events at or after this time: an RFC 3339 time or seconds since the epoch */
+                since?: string | unknown | unknown;
                 /** @description One service (stable id or name) */
                 service_id?: string;
                 /** @description Only these kinds (comma-separated; repeatable) */

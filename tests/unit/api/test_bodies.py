@@ -1,4 +1,5 @@
-"""The editing endpoints' bodies: the seed's names mapped to agentvisor.toml's, shapes checked."""
+"""The request bodies (api.bodies): checked by their schema, the seed's names mapped to the
+file's."""
 
 from __future__ import annotations
 
@@ -6,15 +7,29 @@ from typing import Any
 
 import pytest
 
-from agentvisor.admin.bodies import (
-    config_changes,
-    parse_json_object,
-    register_settings,
-    rule_changes,
-    rule_settings,
-    scale_replicas,
-)
-from agentvisor.errors import InvalidRequest
+from agentvisor.api.bodies import CONFIG_CHANGES, REGISTER, RULE, RULE_CHANGES, SCALE
+from agentvisor.api.check import parse_json_object
+from agentvisor.errors import ConfigInvalid, InvalidRequest
+
+
+def register_settings(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return REGISTER.load(REGISTER.check(body))
+
+
+def config_changes(body: dict[str, Any]) -> dict[str, Any]:
+    return CONFIG_CHANGES.load(CONFIG_CHANGES.check(body))
+
+
+def scale_replicas(body: dict[str, Any]) -> int:
+    return SCALE.load(SCALE.check(body))
+
+
+def rule_settings(body: dict[str, Any]) -> dict[str, Any]:
+    return RULE.load(RULE.check(body))
+
+
+def rule_changes(body: dict[str, Any]) -> dict[str, Any]:
+    return RULE_CHANGES.load(RULE_CHANGES.check(body))
 
 
 def test_the_seed_register_body_maps_to_file_keys() -> None:
@@ -78,15 +93,17 @@ def test_a_merge_patch_keeps_none_to_reset_a_key() -> None:
             "fields 'replica', 'tgas' (did you mean 'replicas' for 'replica', 'tags' for 'tgas'?)",
         ),
         ({"name": "a", "command": "x", "config": {"auto_start": 1}}, "'config.auto_start'"),
-        ({"name": "a", "command": ["x", 1]}, "'command' must be an array of strings"),
-        ({"name": "a", "command": "x", "port": 70000}, "from 1 to 65535"),
+        ({"name": "a", "command": ["x", 1]}, "'command' must be a string or an array of strings"),
+        ({"name": "a", "command": "x", "port": 70000}, "an integer from 1 to 65535"),
         ({"name": "a", "command": "x", "replicas": True}, "'replicas' must be an integer"),
-        ({"name": "a", "command": "x", "environment": {"A": 1}}, "an object of strings"),
+        ({"name": "a", "command": "x", "environment": {"A": 1}}, "'environment.A' must be a str"),
         ({"name": "a", "command": "x", "auto_restart": 1}, "'auto_restart' must be true"),
-        ({"name": "a", "command": "x", "agent": "y"}, "exactly one of"),
         ({"name": "a" * 101, "command": "x"}, "at most 100"),
         ({"name": "-a", "command": "x"}, "lowercase"),
-        ({"name": "a", "command": "x", "autostart": 1, "auto_start": True}, "both set"),
+        ({"name": "a", "command": "x", "health": {"intervall": 1}}, "(did you mean 'interval'?)"),
+        ({"name": "a", "command": "x", "health": {"interval": 0}}, "a number above 0, got 0"),
+        ({"name": "a", "command": "x", "stopsignal": "TERMINATE"}, 'one of "TERM"'),
+        ({"name": "a", "command": "x", "max_sessions": 2**60}, "from 1 to 9007199254740991"),
     ],
 )
 def test_bad_register_bodies_name_the_field(body: dict[str, Any], message: str) -> None:
@@ -109,6 +126,8 @@ def test_config_changes_refuse_renames_and_take_empty_patches() -> None:
         (b'"x"', "got a string"),
         (b"{", "not valid JSON"),
         (b"\xff\xfe{", "not"),
+        (b'{"replicas": NaN}', "NaN is not JSON"),
+        (b'{"replicas": 1e999}', "too large"),
     ],
 )
 def test_bodies_must_be_json_objects(raw: bytes, message: str) -> None:
@@ -159,8 +178,9 @@ def test_rule_bodies_accept_the_file_names_and_echoed_ids() -> None:
         ({"name": "r", "conditions": {}}, "'conditions' must be an array"),
         ({"name": "r", "conditions": ["x"]}, "'conditions[0]' must be an object"),
         ({"name": "r", "conditions": [{"value": 1}]}, "'conditions[0].field' is required"),
-        ({"name": "r", "conditions": [{"field": "p", "op": 1}]}, "'conditions[0].operator'"),
-        ({"name": "r", "strategy": "a", "target_strategy": "b"}, "both set 'strategy'"),
+        ({"name": "r", "conditions": [{"field": "p", "op": 1}]}, "'conditions[0].op' must be"),
+        ({"name": "r", "conditions": [{"field": "p", "operator": "is"}]}, 'one of "equals"'),
+        ({"name": " "}, "'name' must be the rule's unique name (not blank)"),
         ({"name": "r", "enabled": "yes"}, "'enabled' must be true or false"),
     ],
 )
@@ -168,3 +188,47 @@ def test_bad_rule_bodies_name_the_field(body: dict[str, Any], message: str) -> N
     with pytest.raises(InvalidRequest) as error:
         rule_settings(body)
     assert message in error.value.message
+
+
+def test_the_schemas_and_the_validation_are_one() -> None:
+    """What the document publishes is what the server checks: the same dict."""
+    from agentvisor.admin.openapi import build_document
+    from agentvisor.api.bodies import BODIES
+
+    components = build_document("0", auth=True)["components"]["schemas"]
+    for body in BODIES:
+        assert components[body.name] is body.schema
+
+
+def test_two_spellings_of_one_key_are_the_key_twice_a_422() -> None:
+    with pytest.raises(ConfigInvalid, match="autostart: set twice, as 'autostart' and as"):
+        register_settings({"name": "a", "command": "x", "autostart": False, "auto_start": True})
+    with pytest.raises(ConfigInvalid, match="replicas: set twice"):
+        register_settings({"name": "a", "command": "x", "replicas": 1, "config": {"replicas": 2}})
+    with pytest.raises(ConfigInvalid, match="strategy: set twice"):
+        rule_settings({"name": "r", "strategy": "a", "target_strategy": "b"})
+    # null is "not given" when creating, so it does not clash
+    _name, settings = register_settings(
+        {"name": "a", "command": "x", "autostart": None, "auto_start": False}
+    )
+    assert settings == {"command": "x", "autostart": False}
+    # in a merge patch null resets, so it is a value
+    with pytest.raises(ConfigInvalid, match="autostart: set twice"):
+        config_changes({"autostart": None, "auto_start": False})
+
+
+def test_the_editing_answers_are_their_models_schemas() -> None:
+    """An answer's schema lists exactly its model's fields, all required, and dumps to them."""
+    import attrs
+
+    from agentvisor.admin.openapi import build_document
+    from agentvisor.api.answers import ANSWERS, SCALED, Replicas, ScaleResult
+
+    components = build_document("0", auth=True)["components"]["schemas"]
+    for answer in ANSWERS:
+        names = [field.name for field in attrs.fields(answer.model)]
+        assert components[answer.name] == answer.schema()
+        assert list(answer.schema()["properties"]) == names
+        assert answer.schema()["required"] == names
+    scaled = ScaleResult("s1", "a", Replicas(1, 2), service={}, reload={})
+    assert SCALED.dump(scaled)["replicas"] == {"previous": 1, "desired": 2}
