@@ -17,6 +17,7 @@ from typing import NoReturn
 from rich.console import Console
 
 from agentvisor import __version__
+from agentvisor.cli.completion import add_completion_command, autocomplete, script
 from agentvisor.cli.ctl import (
     EXIT_FAILED,
     EXIT_OK,
@@ -157,11 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
         "directory", nargs="?", default=".", metavar="DIR", help="where (default: here)"
     )
     init.set_defaults(handler=cmd_init)
+    add_completion_command(commands, PROG)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    autocomplete(parser)  # a shell asking for completions is answered here, and we exit
+    args = parser.parse_args(argv)
+    if getattr(args, "completion_of", None):
+        print(script(PROG, args.shell), end="")
+        return EXIT_OK
     try:
         code: int = args.handler(args)
     except ApiError as error:
