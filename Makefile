@@ -41,16 +41,17 @@ chromium:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
-# promtool, for the checks of contrib/prometheus/: taken out of Debian's prometheus package
-# (downloaded, not installed, so no Prometheus server is set up or started). apt-get update
-# needs root, as CI runs.
+# promtool and the prometheus server, for the checks of contrib/prometheus/: taken out of
+# Debian's prometheus package (downloaded, not installed, so no Prometheus service is set up
+# or started; the tests start their own on port 0). apt-get update needs root, as CI runs.
 PROMTOOL := $(BIN)/promtool
 $(PROMTOOL): | $(BIN)/python
 	@work=$$(mktemp -d) && cd $$work && \
 	  { apt-get download -qq prometheus 2>/dev/null || { \
 	    SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
 	    apt-get download -qq prometheus; }; } && \
-	  dpkg-deb -x prometheus_*.deb root && cp root/usr/bin/promtool $(CURDIR)/$@; \
+	  dpkg-deb -x prometheus_*.deb root && \
+	  cp root/usr/bin/prometheus $(CURDIR)/$(BIN)/ && cp root/usr/bin/promtool $(CURDIR)/$@; \
 	  status=$$?; rm -rf $$work; exit $$status
 
 promtool: $(PROMTOOL)

@@ -32,10 +32,16 @@ REQUIRED_ALERTS = {
 }
 
 
-def promtool(*args: str, cwd: Path = CONTRIB) -> str:
+def promtool(*args: str, cwd: Path = CONTRIB, given: str | None = None) -> str:
     assert PROMTOOL.is_file(), f"{PROMTOOL} is missing: run `make promtool` (make test does)"
     result = subprocess.run(
-        [str(PROMTOOL), *args], capture_output=True, text=True, cwd=cwd, timeout=60, check=False
+        [str(PROMTOOL), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        input=given,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
@@ -90,3 +96,14 @@ async def test_the_rules_query_only_metrics_agentvisor_exports(tmp_path: Path) -
     assert queried, "no metric found in the rules"
     assert sorted(queried - exported - PROMETHEUS_OWN) == []
     assert {"agentvisor_instance_state", "agentvisor_router_refused_total"} <= queried
+
+
+async def test_promtool_finds_nothing_to_lint_in_the_exposition(tmp_path: Path) -> None:
+    """Names, units, HELP and TYPE lines as Prometheus' own linter wants them."""
+    config = write_config(tmp_path / "agentvisor.toml", sleeper("alpha", replicas=2))
+    async with running_admin(config) as admin, admin.tcp(TOKEN) as client:
+        await all_running(admin)
+        admin.deps.router = FakeRouter(RouterFigures())
+        text = (await client.get("/metrics")).text
+    assert "agentvisor_router_refused_total" in text
+    assert promtool("check", "metrics", given=text) == ""
