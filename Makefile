@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 CONFIG ?= agentvisor.toml.example
 LINTED := agentvisor tests examples hatch_build.py $(wildcard bench)
 
-.PHONY: run test lint typecheck layers unit check bench clean console console-test chromium docs
+.PHONY: run test lint typecheck layers unit check bench clean console console-test chromium docs promtool shells
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -41,13 +41,34 @@ chromium:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
+# promtool and the prometheus server, for the checks of contrib/prometheus/: taken out of
+# Debian's prometheus package (downloaded, not installed, so no Prometheus service is set up
+# or started; the tests start their own on port 0). apt-get update needs root, as CI runs.
+PROMTOOL := $(BIN)/promtool
+$(PROMTOOL): | $(BIN)/python
+	@work=$$(mktemp -d) && cd $$work && \
+	  { apt-get download -qq prometheus 2>/dev/null || { \
+	    SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
+	    apt-get download -qq prometheus; }; } && \
+	  dpkg-deb -x prometheus_*.deb root && \
+	  cp root/usr/bin/prometheus $(CURDIR)/$(BIN)/ && cp root/usr/bin/promtool $(CURDIR)/$@; \
+	  status=$$?; rm -rf $$work; exit $$status
+
+promtool: $(PROMTOOL)
+
+# zsh and fish for the shell-completion tests (Debian's packages; bash is there already).
+shells:
+	@command -v zsh >/dev/null && command -v fish >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends zsh fish; }
+
 console-test: $(VENV)/.installed $(CONSOLE_BUILT) chromium
 	cd $(CONSOLE) && npm test && npm run e2e
 
 run: $(VENV)/.installed $(CONSOLE_BUILT)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/agentvisor run -c $(CONFIG)
 
-test: $(VENV)/.installed $(CONSOLE_BUILT)
+test: $(VENV)/.installed $(CONSOLE_BUILT) $(PROMTOOL) shells
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy

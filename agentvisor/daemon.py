@@ -143,6 +143,7 @@ class Daemon:
             started_at=time.time(),
             config_path=config.source,
             token=config.admin.token,
+            metrics_token=config.admin.metrics_token,
             store=self.store,
             router=self.router,
         )

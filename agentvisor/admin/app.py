@@ -78,6 +78,8 @@ class AdminDeps:
     started_at: float  # wall clock, seconds since the epoch
     config_path: str
     token: str | None = None
+    #: Good for ``GET /metrics`` only (Prometheus), beside ``token``.
+    metrics_token: str | None = None
     binds: list[str] = attrs.field(factory=list)
     #: Set when the server begins to shut down: long-polls answer at once.
     stopping: trio.Event = attrs.field(factory=trio.Event)

@@ -20,7 +20,8 @@ Metric names (labels in braces):
 - ``agentvisor_health_check_seconds{service,replica}`` response time of the last check
 - ``agentvisor_health_check_duration_seconds{service}`` histogram of every check, and
   ``agentvisor_health_checks_total{service,outcome}`` (ok|failed), kept by
-  ``HealthCheckRecorder`` from the bus while the admin server runs
+  ``HealthCheckRecorder`` from the bus while the admin server runs (every service from the
+  start, at 0 until its first check)
 - ``agentvisor_events_published_total``, ``agentvisor_admin_event_streams``,
   ``agentvisor_admin_event_stream_dropped_total``
 - with a router: ``agentvisor_router_connections``,
@@ -32,6 +33,9 @@ Metric names (labels in braces):
 - with a store: ``agentvisor_store_log_lines_written_total``,
   ``agentvisor_store_log_lines_sampled_out_total``, ``agentvisor_store_dropped_total``,
   ``agentvisor_store_file_bytes``.
+- agentvisor's own process, from prometheus_client's collectors: ``process_*`` (CPU seconds,
+  resident and virtual memory, open and maximum file descriptors, start time),
+  ``python_info`` and ``python_gc_*``.
 - for autoscaled agents, from the last decision: ``agentvisor_autoscaler_signal{service,signal}``
   (sessions, turns, cpu_percent, waiting_clients) and
   ``agentvisor_autoscaler_wanted_replicas{service,signal}`` (the count each signal asks for).
@@ -54,10 +58,14 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 from quart import Blueprint, Response, request
 
 from agentvisor.events import Event, EventBus, HealthCheckCompleted
+from agentvisor.router.limits import CLOSE_POLICY, CLOSE_TRY_AGAIN
 
 if TYPE_CHECKING:
     from agentvisor.admin.app import AdminDeps
@@ -70,6 +78,11 @@ INSTANCE_STATES = ("stopped", "starting", "running", "backoff", "stopping", "exi
 #: ``disabled`` when the agent has no health checks configured.
 HEALTH_STATUSES = ("healthy", "unhealthy", "unknown", "disabled")
 INSTANCE_LABELS = ("service", "replica")
+#: The router's own refusals, exported at 0 before the first (so ``rate()`` and alerts see
+#: them from the first scrape): policy (rate limit, origin, a rule's reject, an unknown
+#: service), try again (no healthy instance) and overload (over ``max_connections``). HTTP
+#: statuses of malformed handshakes appear once they happen.
+REFUSAL_CODES = (str(CLOSE_POLICY), str(CLOSE_TRY_AGAIN), "overload")
 #: Upper bounds (seconds) of the health check histogram's buckets; +Inf follows.
 HEALTH_CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -131,7 +144,8 @@ class HealthCheckRecorder:
             "Health checks run, by outcome",
             labels=["service", "outcome"],
         )
-        for name, times in sorted(self._services.items()):
+        for name in sorted(names):  # every service, at 0 before its first check
+            times = self._services.get(name, CheckTimes())
             # As prometheus_client's own histograms write them: "0.005", "10.0", "+Inf".
             bounds = [*(repr(float(bound)) for bound in HEALTH_CHECK_BUCKETS), "+Inf"]
             cumulative = [sum(times.counts[: index + 1]) for index in range(len(bounds))]
@@ -368,8 +382,9 @@ def router_families(stats: RouterStatistics) -> Iterator[Metric]:
         "Clients refused, by WebSocket close code or HTTP status",
         labels=["code"],
     )
-    for code, count in sorted(stats.refused.items()):
-        refused.add_metric([str(code)], count)
+    counts = dict.fromkeys(REFUSAL_CODES, 0) | {str(code): n for code, n in stats.refused.items()}
+    for code, count in sorted(counts.items()):
+        refused.add_metric([code], count)
     yield refused
     failovers = CounterMetricFamily(
         "agentvisor_router_failovers",
@@ -408,6 +423,11 @@ def metrics_blueprint(deps: AdminDeps, streams: StreamCounters) -> Blueprint:
     blueprint = Blueprint("metrics", __name__)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(AgentvisorCollector(deps, streams))
+    # agentvisor's own process (process_cpu_seconds_total, process_resident_memory_bytes,
+    # process_open_fds...), its Python and its garbage collector, as every Python exporter has.
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
 
     @blueprint.get("/metrics")
     async def metrics() -> Response:

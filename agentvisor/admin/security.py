@@ -181,6 +181,6 @@ def install_security(app: Quart, deps: AdminDeps) -> None:
 
     app.before_request(answer_preflight)
     app.before_request(check_body)
-    install_auth(app, deps.token)
+    install_auth(app, deps.token, deps.metrics_token)
     app.before_request(limit_rate)
     app.after_request(add_cors_headers)

@@ -22,6 +22,13 @@ from rich.console import Console
 
 from agentvisor import __version__
 from agentvisor.cli import manage, observe, render, traffic
+from agentvisor.cli.completion import (
+    NAMES_TIMEOUT,
+    add_completion_command,
+    autocomplete,
+    complete_service_names,
+    script,
+)
 
 # Re-exported for ``agentvisor`` (cli.daemon), which shares the exit codes and output.
 from agentvisor.cli.context import EXIT_FAILED as EXIT_FAILED
@@ -40,6 +47,11 @@ FOLLOW_WAIT = 25.0
 PIPED_WIDTH = 200
 #: ``status``: some service shown is not running (supervisorctl's and LSB's 3).
 EXIT_NOT_RUNNING = 3
+#: Commands whose ``NAME`` is a service that exists (shell completion offers those).
+SERVICE_COMMANDS = (
+    "status", "start", "stop", "restart", "show", "tail", "unregister", "remove", "scale",
+    "monitor", "health", "health-check",
+)  # fmt: skip
 
 
 @attrs.frozen
@@ -291,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     routes = manage.add_commands(commands)
     observe.add_commands(commands)
     traffic.add_commands(commands, routes)
+    add_completion_command(commands, PROG)
+    complete_service_names(parser, service_names, SERVICE_COMMANDS)
     for command in commands.choices.values():
         # ``agentvisorctl status --json`` as well as ``agentvisorctl --json status``;
         # SUPPRESS keeps the subcommand from resetting a --json given before it.
@@ -310,6 +324,17 @@ def resolve_server(args: argparse.Namespace) -> tuple[str, str | None]:
     return address.server, args.token or address.token
 
 
+def service_names(args: argparse.Namespace) -> list[str]:
+    """The services of the agentvisor ``args`` point at, for a shell's Tab; [] if unreachable."""
+    try:
+        server, token = resolve_server(args)
+        with AgentvisorClient(server, token=token, timeout=NAMES_TIMEOUT, source="cli") as client:
+            names = [service["name"] for service in all_services(client)]
+    except (UsageError, Unreachable, ApiError, OSError, ValueError):
+        return []
+    return [*names, "all"] if args.command in ("start", "stop", "restart") else names
+
+
 def unreachable_message(server: str, error: Unreachable) -> str:
     if not error.maybe_down:
         return f"cannot reach agentvisor at {server} ({error.reason})"
@@ -319,7 +344,12 @@ def unreachable_message(server: str, error: Unreachable) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    autocomplete(parser)  # a shell asking for completions is answered here, and we exit
+    args = parser.parse_args(argv)
+    if getattr(args, "completion_of", None):
+        print(script(PROG, args.shell), end="")
+        return EXIT_OK
     # Piped output (grep, logs) is not cut to 80 columns; a terminal keeps its width.
     piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS", "").strip().isdigit()
     console = Console(highlight=False, width=PIPED_WIDTH if piped else None)

@@ -1,6 +1,7 @@
-"""``agentvisor``: run the daemon, check a config, ask a running daemon to reload, serve one agent.
+"""``agentvisor``: run the daemon, check a config, ask a running daemon to reload, serve one
+agent, write a starter config (``init``).
 
-``init`` comes later. Errors are one line on stderr; exit codes
+Errors are one line on stderr; exit codes
 follow agentvisorctl's: 0 ok, 1 failed or invalid, 2 usage, 3 not reachable.
 
 Each command imports what it needs when it runs: ``run`` starts its first
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from agentvisor import __version__
+from agentvisor.cli.completion import add_completion_command, autocomplete, script
 from agentvisor.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from agentvisor.errors import AgentvisorError, ConfigInvalid
 from agentvisor.worker.options import add_worker_arguments, options_from_args
@@ -182,6 +184,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_worker(options_from_args(args, os.environ, os.getcwd()))
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write agentvisor.toml and agents/assistant.py into DIR; refuse if either exists."""
+    from agentvisor.cli.scaffold import write_starter
+
+    for path in write_starter(args.directory):
+        print(f"wrote {path}")
+    here = os.path.abspath(args.directory) == os.getcwd()
+    where = "" if here else f"cd {args.directory} && "
+    print(f"next: {where}agentvisor run, then ws://127.0.0.1:9090/ws?service=assistant")
+    return EXIT_OK
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -223,11 +237,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help=text, description=text)
     add_worker_arguments(serve)
     serve.set_defaults(handler=cmd_serve)
+    text = "write a starter agentvisor.toml and an example agent (never overwrites)"
+    init = commands.add_parser("init", help=text, description=text)
+    init.add_argument(
+        "directory", nargs="?", default=".", metavar="DIR", help="where (default: here)"
+    )
+    init.set_defaults(handler=cmd_init)
+    add_completion_command(commands, PROG)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    autocomplete(parser)  # a shell asking for completions is answered here, and we exit
+    args = parser.parse_args(argv)
+    if getattr(args, "completion_of", None):
+        print(script(PROG, args.shell), end="")
+        return EXIT_OK
     try:
         code: int = args.handler(args)
     except AgentvisorError as error:

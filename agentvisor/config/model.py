@@ -120,6 +120,7 @@ def _default_admin_bind() -> tuple[str, ...]:
 class AdminConfig:
     bind: tuple[str, ...] = field(factory=_default_admin_bind)
     token: str | None = None
+    metrics_token: str | None = None
     console: bool = True
     cors_origins: tuple[str, ...] = ()
 

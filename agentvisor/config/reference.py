@@ -62,6 +62,8 @@ ADMIN = Table(
         "created mode 0600",
         "token": "bearer token the API requires; agentvisor refuses to start without one when a "
         "TCP bind is not loopback",
+        "metrics_token": "a second bearer token that is good for `GET /metrics` only, for "
+        "Prometheus; needs `token`",
         "console": "serve the web console at `/`",
         "cors_origins": "extra origins allowed to call the API from a browser",
     },

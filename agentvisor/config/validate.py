@@ -223,6 +223,19 @@ def _check_admin(config: Config) -> Found:
                 ("admin", "token"),
                 f'is required when the admin API listens beyond loopback ("{shown}")',
             )
+    if admin.metrics_token == "":
+        yield ("admin", "metrics_token"), "must not be empty"
+    elif admin.metrics_token is not None:
+        if admin.token is None:
+            yield (
+                ("admin", "metrics_token"),
+                "needs [admin] token: without one /metrics is open to every caller already",
+            )
+        elif admin.metrics_token == admin.token:
+            yield (
+                ("admin", "metrics_token"),
+                "must differ from [admin] token (it would open the whole API to Prometheus)",
+            )
 
 
 def _check_agents(config: Config) -> Found:

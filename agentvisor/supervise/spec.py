@@ -95,16 +95,18 @@ PRIVATE_VARIABLES = frozenset(
 )
 
 
-def worker_environment(base_env: Mapping[str, str], admin_token: str | None) -> dict[str, str]:
+def worker_environment(base_env: Mapping[str, str], *secrets: str | None) -> dict[str, str]:
     """What a worker inherits: agentvisor's environment without what is agentvisor's own.
 
-    A variable holding the admin token under another name (``token = "${MY_TOKEN}"``)
-    is left out too. An agent's ``environment`` may still set any of them on purpose.
+    A variable holding one of the ``secrets`` (the admin token, the metrics token) under
+    another name (``token = "${MY_TOKEN}"``) is left out too. An agent's
+    ``environment`` may still set any of them on purpose.
     """
+    held = {secret for secret in secrets if secret}
     return {
         key: value
         for key, value in base_env.items()
-        if key not in PRIVATE_VARIABLES and not (admin_token and value == admin_token)
+        if key not in PRIVATE_VARIABLES and value not in held
     }
 
 
@@ -117,7 +119,7 @@ def launch_spec(
     base_env: Mapping[str, str],
 ) -> LaunchSpec:
     values = {"port": str(port), "host": agent.host, "name": name, "replica": str(replica)}
-    env = worker_environment(base_env, config.admin.token)
+    env = worker_environment(base_env, config.admin.token, config.admin.metrics_token)
     env.update(
         AGENTVISOR_SERVICE=name,
         AGENTVISOR_REPLICA=str(replica),

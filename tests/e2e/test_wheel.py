@@ -8,6 +8,8 @@ line why it cannot be.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from tests.e2e.test_daemon import eventually
 
@@ -60,6 +63,42 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def fresh_env(installed: Path) -> dict[str, str]:
+    """The environment of an operator who installed the wheel: its venv first on PATH."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = f"{installed / 'bin'}:/usr/local/bin:/usr/bin:/bin"
+    return env
+
+
+@contextlib.contextmanager
+def running(installed: Path, folder: Path, *args: str) -> Iterator[re.Match[str]]:
+    """`agentvisor run ARGS` from the fresh venv in ``folder``; the match of its ready line."""
+    log = folder / "agentvisor.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [str(installed / "bin" / "agentvisor"), "run", *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=folder,
+            env=fresh_env(installed),
+        )
+    try:
+        yield eventually(
+            lambda: (
+                process.poll() is None
+                and re.search(r"router on (\S+); admin API on (\S+)", log.read_text())
+            ),
+            f"agentvisor's ready line in {log}",
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=20)
+
+
 @pytest.fixture
 def served(installed: Path, tmp_path: Path) -> Iterator[str]:
     """`agentvisor run` from the fresh venv, run from a directory away from the source tree."""
@@ -68,30 +107,8 @@ def served(installed: Path, tmp_path: Path) -> Iterator[str]:
         '[supervisor]\nstate_dir = "state"\nport_range = [30000, 39999]\n\n'
         '[admin]\nbind = ["127.0.0.1:0"]\n\n[router]\nbind = ["127.0.0.1:0"]\n'
     )
-    log = tmp_path / "agentvisor.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env["PATH"] = f"{installed / 'bin'}:/usr/local/bin:/usr/bin:/bin"
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [str(installed / "bin" / "agentvisor"), "run", "-c", str(config)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-            env=env,
-        )
-    try:
-        match = eventually(
-            lambda: process.poll() is None and re.search(r"admin API on (\S+)", log.read_text()),
-            f"agentvisor's admin address in {log}",
-        )
-        yield match.group(1).rstrip(",")
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=20)
+    with running(installed, tmp_path, "-c", str(config)) as ready:
+        yield ready.group(2).rstrip(",")
 
 
 def test_the_wheel_carries_the_built_console(wheel: Path) -> None:
@@ -128,6 +145,63 @@ def test_an_installed_wheel_serves_the_console_with_long_cached_assets(
         assert deep.status_code == 200
         assert deep.text == home.text  # the SPA's index.html for a deep link
         assert client.get("/api/v1/nothing").status_code == 404
+
+
+def test_init_then_run_serves_the_example_agent_with_no_repository(
+    installed: Path, tmp_path: Path
+) -> None:
+    """`pip install agentvisor && agentvisor init && agentvisor run`, then a client's turn."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    init = subprocess.run(
+        [str(installed / "bin" / "agentvisor"), "init"],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        env=fresh_env(installed),
+        timeout=60,
+        check=False,
+    )
+    assert init.returncode == 0, init.stderr
+    assert init.stdout.splitlines()[:2] == ["wrote agentvisor.toml", "wrote agents/assistant.py"]
+    # The one change to what init wrote: this machine is shared, so no fixed 8080 / 9090.
+    config = folder / "agentvisor.toml"
+    text = config.read_text()
+    assert text.count('"127.0.0.1:8080"') == 1
+    assert text.count('"127.0.0.1:9090"') == 1
+    config.write_text(text.replace(":8080", ":0").replace(":9090", ":0"))
+    with running(installed, folder) as ready:  # no -c: ./agentvisor.toml, as an operator runs it
+        router = ready.group(1).rstrip(";")
+
+        def both_running() -> bool:
+            status = subprocess.run(
+                [str(installed / "bin" / "agentvisorctl"), "--json", "status", "assistant"],
+                capture_output=True,
+                text=True,
+                cwd=folder,
+                env=fresh_env(installed),
+                timeout=20,
+                check=False,
+            )
+            if status.returncode not in (0, 3) or not status.stdout.strip():
+                return False
+            (service,) = json.loads(status.stdout)
+            return bool(service["state"] == "running" and service["replicas"]["running"] == 2)
+
+        eventually(both_running, "both replicas of the example agent running", timeout=60)
+        with connect(f"{router}/ws?service=assistant", open_timeout=10) as ws:
+            ws.send(json.dumps({"event": "user.message", "content": "count: hello big world"}))
+            events = []
+            while not events or events[-1]["event"] not in ("agent.final_answer", "agent.error"):
+                events.append(json.loads(ws.recv(timeout=20)))
+    kinds = [event["event"] for event in events]
+    assert kinds[0] == "connection_routed", events  # the router's notice, then the agent's
+    assert "agent.session_created" in kinds, events
+    result = next(event for event in events if event["event"] == "agent.tool_result")
+    assert result["tool"] == "count_words"
+    assert result["output"] == "3 words, 15 characters"
+    assert kinds[-1] == "agent.final_answer", events
+    assert "[offline model]" in events[-1]["content"]
 
 
 def _source_copy(tmp_path: Path, *, built: bool) -> Path:

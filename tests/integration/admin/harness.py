@@ -93,6 +93,7 @@ async def running_admin(
             started_at=time.time(),
             config_path=config.source,
             token=config.admin.token,
+            metrics_token=config.admin.metrics_token,
         )
         if limits is not None:
             deps.limits = limits

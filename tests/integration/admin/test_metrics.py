@@ -185,6 +185,16 @@ async def test_metrics_need_the_token(tmp_path: Path) -> None:
     assert "agentvisor_instance_up" in trusted.text
 
 
+def exported_names(text: str) -> set[str]:
+    """Every name a query may use: samples, and families without samples yet (sessions of
+    command workers), with their ``_total`` / ``_bucket`` / ``_count`` / ``_sum`` names."""
+    exported = set(samples(text))
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
+    for family in text_string_to_metric_families(text):
+        exported |= {family.name, *(family.name + end for end in suffixes.get(family.type, ()))}
+    return exported
+
+
 DASHBOARD = Path(__file__).resolve().parents[3] / "contrib" / "grafana" / "agentvisor.json"
 
 
@@ -194,26 +204,80 @@ async def test_grafana_dashboard_queries_only_exported_metrics(tmp_path: Path) -
         await all_running(admin)
         admin.deps.router = FakeRouter(RouterFigures())
         text = (await client.get("/metrics")).text
-    # Families without samples yet (sessions of command workers) count: they are described.
-    exported = set(samples(text))
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
-    for family in text_string_to_metric_families(text):
-        exported |= {family.name, *(family.name + end for end in suffixes.get(family.type, ()))}
+    exported = exported_names(text)
     dashboard = json.loads(DASHBOARD.read_text())
-    assert [i["name"] for i in dashboard["__inputs"]] == ["DS_PROMETHEUS"]
+    # A `datasource` variable, not an import-time input: file provisioning substitutes no
+    # ${DS_...} inputs, so every query names the variable (issue 13).
+    assert "__inputs" not in dashboard
+    variables = dashboard["templating"]["list"]
+    assert variables[0]["name"] == "datasource"
+    assert variables[0]["type"] == "datasource"
+    assert variables[0]["query"] == "prometheus"
+    for variable in variables[1:]:
+        assert variable["datasource"]["uid"] == "${datasource}", variable["name"]
     panels = [panel for panel in dashboard["panels"] if panel["type"] != "row"]
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     queried: set[str] = set()
     for panel in panels:
-        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
         for target in panel["targets"]:
-            assert target["datasource"]["uid"] == "${DS_PROMETHEUS}"
+            assert target["datasource"]["uid"] == "${datasource}"
             queried.update(re.findall(r"agentvisor_[a-z_]+", target["expr"]))
-    for variable in dashboard["templating"]["list"]:
+    for variable in variables[1:]:
         queried.update(re.findall(r"agentvisor_[a-z_]+", variable["definition"]))
     assert sorted(queried - exported) == []
     families = {"instance_up", "instance_restarts_total", "instance_cpu_percent"}
     families |= {"instance_memory_bytes", "instance_sessions", "instance_health"}
     families |= {"router_connections", "router_messages_total"}
     assert {f"agentvisor_{name}" for name in families} <= queried
+
+
+METRICS_TOKEN = "prometheus-reads-only"
+
+
+async def test_the_metrics_token_reads_metrics_and_nothing_else(tmp_path: Path) -> None:
+    extra = f'metrics_token = "{METRICS_TOKEN}"'
+    config = write_config(tmp_path / "agentvisor.toml", sleeper("alpha"), admin_extra=extra)
+    async with running_admin(config) as admin:
+        async with admin.tcp(METRICS_TOKEN) as prometheus:
+            scraped = await prometheus.get("/metrics")
+            services = await prometheus.get("/api/v1/services")
+            stopped = await prometheus.post("/api/v1/services/alpha/stop")
+            posted = await prometheus.post("/metrics")
+        async with admin.tcp() as anonymous:
+            refused = await anonymous.get("/metrics")
+        async with admin.tcp(TOKEN) as operator:
+            still = await operator.get("/metrics")
+    assert scraped.status_code == 200
+    assert "agentvisor_instance_up" in scraped.text
+    for answer in (services, stopped, posted, refused):
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error"]["code"] == "UNAUTHORIZED"
+    assert still.status_code == 200  # the admin token reads them too
+
+
+async def test_labelled_counters_start_at_zero_for_the_values_known(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "agentvisor.toml", sleeper("alpha") + sleeper("beta"))
+    async with running_admin(config) as admin, admin.tcp(TOKEN) as client:
+        admin.deps.router = FakeRouter(RouterFigures(refused={}))  # nothing refused yet
+        found = await scrape(client)
+    for code in ("1008", "1013", "overload"):
+        assert value(found, "agentvisor_router_refused_total", code=code) == 0
+    for service in ("alpha", "beta"):  # no check has run: the series exist, at 0
+        for outcome in ("ok", "failed"):
+            key = {"service": service, "outcome": outcome}
+            assert value(found, "agentvisor_health_checks_total", **key) == 0
+        count = "agentvisor_health_check_duration_seconds_count"
+        assert value(found, count, service=service) == 0
+
+
+async def test_agentvisors_own_process_is_exported(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "agentvisor.toml", sleeper("alpha"))
+    async with running_admin(config) as admin, admin.tcp(TOKEN) as client:
+        found = await scrape(client)
+    assert value(found, "process_resident_memory_bytes") > 1_000_000
+    assert value(found, "process_cpu_seconds_total") > 0
+    assert value(found, "process_open_fds") > 0
+    assert value(found, "process_start_time_seconds") <= admin.deps.started_at
+    assert "python_info" in found

@@ -1,6 +1,6 @@
 """Issue 13: what is agentvisor's own under systemd stays agentvisor's.
 
-Workers do not inherit the notify socket, the watchdog or the admin token, and
+Workers do not inherit the notify socket, the watchdog or the admin and metrics tokens, and
 a reload through the API is told to systemd as one (RELOADING=1 … READY=1 with
 a STATUS= line), as SIGHUP's is. A real datagram socket stands in for systemd;
 the worker is a real process that writes down the environment it got.
@@ -50,18 +50,21 @@ async def test_workers_do_not_inherit_systemd_sockets_or_the_admin_token(
     monkeypatch.setenv("WATCHDOG_PID", "1")
     monkeypatch.setenv("AGENTVISOR_TOKEN", "another-token")
     monkeypatch.setenv("OPS_ADMIN_SECRET", TOKEN)  # the token under a name of its own
+    monkeypatch.setenv("OPS_METRICS_SECRET", "metrics-secret")  # and the metrics token
     monkeypatch.setenv("AGENTVISOR_TEST_KEPT", "yes")
     plain, explicit = tmp_path / "plain.json", tmp_path / "explicit.json"
     agents = environment_writer("plain", plain) + environment_writer(
         "explicit", explicit, 'environment = { NOTIFY_SOCKET = "/run/mine.sock" }'
     )
-    config = write_config(tmp_path / "agentvisor.toml", agents)
+    extra = 'metrics_token = "${OPS_METRICS_SECRET}"'
+    config = write_config(tmp_path / "agentvisor.toml", agents, admin_extra=extra)
     async with running_admin(config):
         inherited = await wait_for_file(plain)
         chosen = await wait_for_file(explicit)
     for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "AGENTVISOR_TOKEN"):
         assert name not in inherited, name
     assert TOKEN not in inherited.values()
+    assert "metrics-secret" not in inherited.values()
     assert inherited["AGENTVISOR_TEST_KEPT"] == "yes"
     assert inherited["AGENTVISOR_SERVICE"] == "plain"
     assert chosen["NOTIFY_SOCKET"] == "/run/mine.sock"  # set in its config on purpose

@@ -38,7 +38,7 @@ def test_ctl_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv", [[], ["init"], ["check", "--bogus"]])
+@pytest.mark.parametrize("argv", [[], ["init", "a", "b"], ["bogus"], ["check", "--bogus"]])
 def test_daemon_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         daemon.main(argv)

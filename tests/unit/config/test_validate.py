@@ -418,6 +418,25 @@ def test_empty_admin_token() -> None:
     assert _problems(Config(admin=AdminConfig(token=""))) == ["admin.token: must not be empty"]
 
 
+def test_a_metrics_token_beside_the_admin_token_is_valid() -> None:
+    assert _problems(Config(admin=AdminConfig(token="t", metrics_token="m"))) == []
+
+
+@pytest.mark.parametrize(
+    ("token", "metrics_token", "problem"),
+    [
+        ("t", "", "must not be empty"),
+        (None, "m", "needs [admin] token: without one /metrics is open to every caller already"),
+        ("t", "t", "must differ from [admin] token (it would open the whole API to Prometheus)"),
+    ],
+)
+def test_a_metrics_token_is_second_to_a_distinct_admin_token(
+    token: str | None, metrics_token: str, problem: str
+) -> None:
+    config = Config(admin=AdminConfig(token=token, metrics_token=metrics_token))
+    assert _problems(config) == [f"admin.metrics_token: {problem}"]
+
+
 def test_tls_cert_without_key() -> None:
     assert _problems(Config(router=RouterConfig(tls_cert="c.pem"))) == [
         "router.tls_key: is required when tls_cert is set"
