@@ -3,45 +3,36 @@
 In the shape of ``websockets``' sans-I/O ``Protocol``: the relay's shells
 (the two trio pumps, ``failover.py``, the keepalive loop, the relay engine's
 thread) feed it what happened, with the time as an argument, and carry out
-what it answers. It owns every piece of state a decision needs, and no
-attribute of it is set from outside:
+what it answers. It owns the state every decision needs, in parts that
+only it changes: the two scanned byte streams (``streams.py``, with what
+the engine read but left to a task), the client bytes kept while no worker
+is connected (``pending.py``), the client-bound queue where the router's
+own frames wait for a frame boundary known by construction (``output.py``),
+the keepalive (``keepalive.py``) and the session tracker (``sessions.py``).
+It decides:
 
-- the bytes: both frame scanners (client → worker, and worker → client for
-  the current worker), what the engine read but left to a task (a backlog),
-  the client bytes kept while no worker is connected (bounded: the client
-  is not read beyond it), and the client-bound queue (``output.py``) where
-  the router's own frames wait for a frame boundary that is known by
-  construction;
-- the client's close (passed to the worker, or answered here), the
-  worker's close (passed to the client, or a loss), protocol violations,
-  and the close codes at the end (a client that vanished is reported to the
-  worker as 1001, not a clean 1000);
-- failover: whether a loss may be failed over again (a worker that closes
-  every connection at once is not retried forever, while a kill storm whose
-  workers keep serving between kills is: the bound counts
-  ``Policy.max_failovers`` losses in a row of workers that served no turn
-  and lasted under ``Policy.failover_window`` seconds), when a drain may
-  move the client (both directions between messages, no turn in flight or
-  the drain's deadline passed), whether the stream can be continued
-  elsewhere, what the new worker is sent (the resumes, then the
-  ``user.message`` frames whose turns were in flight, from the session
-  tracker ``sessions.py``, then what the client sent meanwhile), and what
-  ``session_preserved`` may claim;
-- which notices the client gets (``connection_routed``,
-  ``service_switched``, ``error``): only where they are understood;
-- the keepalive: when a ping is due, when the silence ends the connection.
+- what the client's close means (passed to the worker, or answered here),
+  and the worker's (passed to the client, or a loss), protocol violations,
+  and the close codes at the end (a vanished client is 1001 to the worker);
+- whether a loss is failed over: a worker that closes every connection at
+  once is not retried forever, while a kill storm whose workers keep
+  serving between kills is (``Policy.max_failovers`` losses in a row of
+  workers that served no turn and lasted under ``Policy.failover_window``);
+- when a drain may move the client (both directions between messages, no
+  turn in flight or past the drain's deadline), whether a stream can be
+  continued elsewhere, what the new worker is sent (the resumes, the
+  ``user.message`` frames whose turns were in flight, then what the client
+  sent meanwhile) and what ``session_preserved`` may claim;
+- which notices the client gets, only where they are understood.
 
-Events: ``client_data`` / ``client_fast`` (bytes from the client),
-``upstream_data`` / ``upstream_fast`` (bytes from the worker),
-``upstream_eof``, ``client_lost``, ``upstream_connected`` / ``attached`` /
-``detached`` (a failover's steps), ``drain``, ``tick`` (the timer),
-``end``. Actions: bytes to send to the worker (returned), bytes to send to
-the client (``take_output``), and ``Notify`` / ``Ping`` / ``Failover`` /
-``Close`` (``policy.py``). Connecting is the shell's (``Failover`` asks for
-it), and so is every wait.
-
-The engine's fast path (``*_fast``) is one scan and one slice: steady traffic
-creates no Python object per message beyond the bytes it forwards.
+Events: ``client_fast`` / ``client_data``, ``upstream_fast`` /
+``upstream_data`` (bytes read), ``upstream_eof``, ``client_lost``,
+``upstream_connected`` / ``attached`` / ``detached`` (a failover's steps),
+``drain``, ``tick`` (the timer), ``end``. Actions: the bytes for the worker
+(returned), the bytes for the client (``take_output``), and ``Notify`` /
+``Ping`` / ``Failover`` / ``Close`` (``policy.py``). Connecting, and every
+wait, are the shell's. The engine's fast path (``*_fast``) is one scan and
+one slice per read: no Python object per message beyond the bytes forwarded.
 """
 
 from __future__ import annotations
@@ -49,26 +40,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from enum import Enum
-from typing import Final
 
 from agentvisor.router.frames import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
     CLOSE_TRY_AGAIN,
-    MESSAGE,
-    OP_CLOSE,
-    OP_PONG,
     OP_TEXT,
-    RAW,
     FrameError,
-    FrameScanner,
-    Record,
     encode_frame,
-    parse_close,
     text_frame,
 )
+from agentvisor.router.keepalive import Due, Keepalive
 from agentvisor.router.output import ClientOutput
+from agentvisor.router.pending import PendingBytes
 from agentvisor.router.policy import (
     FAILOVER_CODES,
     LOST_REASON,
@@ -82,10 +67,7 @@ from agentvisor.router.policy import (
     Policy,
 )
 from agentvisor.router.sessions import Kept, Learned, SessionTracker
-
-CLIENT_NEEDLES: Final = (b"user.message",)
-UPSTREAM_NEEDLES: Final = (b"agent.",)
-KEEPALIVE_PAYLOAD: Final = b"agentvisor-keepalive"
+from agentvisor.router.streams import ClientStream, Encode, WorkerStream
 
 
 class UpstreamState(Enum):
@@ -94,11 +76,6 @@ class UpstreamState(Enum):
     OPEN = "open"
     LOST = "lost"  # EOF, reset, protocol error, or a close with a failover code
     CLOSED = "closed"  # a close frame passed to the client (or the answer to the client's)
-
-
-#: ``encode(opcode, payload)``: a client message as the worker gets it (masked; wrapped
-#: when the route asks). ``mask()``: a masking key. Both injected: they use randomness.
-Encode = Callable[[int, bytes], bytes]
 
 
 class ConnectionCore:
@@ -120,18 +97,13 @@ class ConnectionCore:
         self.policy = policy
         self.tracker = tracker if tracker is not None else SessionTracker()
         self._error_notice = error_notice
-        self._encode = encode if encode is not None else _plain
-        self.client_scanner = FrameScanner(
-            masked=True,
-            max_message_bytes=policy.client_limit,
-            needles=CLIENT_NEEDLES,
-            whole_messages=policy.wrap,
-        )
-        self.upstream_scanner = FrameScanner(masked=False, needles=UPSTREAM_NEEDLES)
+        self._encode = encode or _plain
+        self.inbound = ClientStream(policy, self.tracker, encode or _plain)
+        self.outbound = WorkerStream()
         self.output = ClientOutput()
-        # keepalive
-        self.last_activity = now
-        self.ping_sent_at: float | None = None
+        self.keepalive = Keepalive(
+            interval=policy.ping_interval, timeout=policy.ping_timeout, now=now
+        )
         # the worker
         self.upstream = UpstreamState.OPEN
         self.is_attached = False  # a worker relays (else client bytes are kept)
@@ -142,7 +114,6 @@ class ConnectionCore:
         self.switch_reason: str | None = None  # a drain asked to move the client
         self.switch_force_at = math.inf  # then even a turn in flight moves
         self._upstream_messages = 0  # of the workers before the current one
-        self._upstream_backlog: tuple[bytes, list[Record]] | None = None
         # the client
         self.client_sent_boundary = True  # what was written to a worker ends between messages
         self.client_closing = False  # the client's close frame goes to the worker
@@ -150,10 +121,7 @@ class ConnectionCore:
         self.client_gone = False  # the client's stream ended (or is no longer read)
         self.client_violation = False  # it broke the protocol: its bytes are not parsed
         self.client_done = False  # nothing more is read from the client
-        self._client_backlog: tuple[bytes, list[Record]] | None = None
-        self._pending: list[bytes] = []  # client bytes kept while no worker is connected
-        self.pending_bytes = 0
-        self._pending_upto = 0  # the user messages (numbered by the tracker) in ``_pending``
+        self.pending = PendingBytes(policy.pending_limit)  # kept while no worker is connected
         # the end
         self.close_code: int | None = None
         self.close_reason = ""
@@ -162,26 +130,31 @@ class ConnectionCore:
     # -- views ------------------------------------------------------------------------
 
     @property
+    def client_messages(self) -> int:
+        """Complete messages from the client (for the counters)."""
+        return self.inbound.scanner.messages
+
+    @property
     def upstream_messages(self) -> int:
         """Complete messages relayed from workers (all of them, for the counters)."""
-        return self._upstream_messages + self.upstream_scanner.messages
+        return self._upstream_messages + self.outbound.scanner.messages
 
     @property
     def held_bytes(self) -> int:
         return (
-            self.client_scanner.held_bytes
-            + self.pending_bytes
-            + self.upstream_scanner.held_bytes
+            self.inbound.scanner.held_bytes
+            + self.pending.size
+            + self.outbound.scanner.held_bytes
             + self.output.queued_bytes
         )
 
     @property
     def has_backlog_from_client(self) -> bool:
-        return self._client_backlog is not None
+        return self.inbound.has_backlog
 
     @property
     def has_backlog_from_upstream(self) -> bool:
-        return self._upstream_backlog is not None
+        return self.outbound.has_backlog
 
     @property
     def plain(self) -> bool:
@@ -196,8 +169,8 @@ class ConnectionCore:
             and not self.policy.wrap
             and self.output.empty
             and not self.output.closed
-            and self._client_backlog is None
-            and self._upstream_backlog is None
+            and not self.inbound.has_backlog
+            and not self.outbound.has_backlog
             and not self.tracker.resume_pending
         )
 
@@ -205,25 +178,17 @@ class ConnectionCore:
 
     def client_activity(self, now: float) -> None:
         """The client sent something (any frame proves it alive)."""
-        self.last_activity = now
-        self.ping_sent_at = None
+        self.keepalive.activity(now)
 
     def client_fast(self, data: bytes, now: float) -> bytes | None:
         """Client bytes in the engine's thread: what to write to the worker, or None
         when a task must carry on (``client_data(b"")`` then takes the backlog)."""
-        self.last_activity = now
-        self.ping_sent_at = None
+        self.keepalive.activity(now)
         try:
-            buf, records = self.client_scanner.feed(data)
+            return self.inbound.fast(data)
         except FrameError as violation:
             self._violation(violation)
             return None
-        if not records:
-            return b""  # the start of a frame, held until the rest comes
-        if len(records) == 1 and records[0][0] == RAW and records[0][2] == len(buf):
-            return buf if records[0][1] == 0 else buf[records[0][1] :]
-        self._client_backlog = (buf, records)  # a control frame, or a message to read
-        return None
 
     def client_data(self, data: bytes, now: float) -> bytes:
         """Client bytes in a task (b"": the engine's backlog): what to write to the worker.
@@ -232,23 +197,19 @@ class ConnectionCore:
         a violation); a client close with no worker to pass it to is answered here.
         """
         if data:
-            self.client_activity(now)
-            try:
-                buf, records = self.client_scanner.feed(data)
-            except FrameError as violation:
-                self._violation(violation)
-                return b""
-        elif self._client_backlog is not None:
-            (buf, records), self._client_backlog = self._client_backlog, None
-        else:
+            self.keepalive.activity(now)
+        try:
+            out, close = self.inbound.feed(data)
+        except FrameError as violation:
+            self._violation(violation)
             return b""
-        if len(records) == 1 and records[0][0] == RAW and records[0][2] == len(buf):
-            return buf if records[0][1] == 0 else buf[records[0][1] :]
-        return self._from_client(buf, records)
+        if close is not None:
+            out += self._client_close(close[0], close[2])
+        return out
 
     def client_written(self) -> None:
         """What ``client_data`` returned was written to the current worker."""
-        self.client_sent_boundary = self.client_scanner.sent_to_message_boundary
+        self.client_sent_boundary = self.inbound.scanner.sent_to_message_boundary
         self.tracker.mark_sent(self.tracker.recorded)
 
     def client_lost(self) -> None:
@@ -258,33 +219,18 @@ class ConnectionCore:
 
     def hold(self, data: bytes, *, force: bool = False) -> bool:
         """Keep client bytes while no worker is connected; False when full (wait)."""
-        if (
-            force
-            or not self._pending
-            or self.pending_bytes + len(data) <= self.policy.pending_limit
-        ):
-            self._pending.append(data)
-            self.pending_bytes += len(data)
-            self._pending_upto = self.tracker.recorded
-            return True
-        return False
+        return self.pending.hold(data, self.tracker.recorded, force=force)
 
     def take_pending(self) -> tuple[bytes, int] | None:
         """The kept client bytes for a new worker, and the user messages they hold."""
-        if not self._pending:
-            return None
-        chunk = b"".join(self._pending)
-        self._pending.clear()
-        self.pending_bytes = 0
-        return chunk, self._pending_upto
+        return self.pending.take()
 
     def pending_written(self, chunk: bytes, upto: int, *, ok: bool) -> None:
         """The new worker took ``chunk`` (or died: it is kept again, first)."""
         if ok:
             self.tracker.mark_sent(upto)
         else:
-            self._pending.insert(0, chunk)
-            self.pending_bytes += len(chunk)
+            self.pending.put_back(chunk)
 
     def _violation(self, violation: FrameError) -> None:
         if self.close_code is None:
@@ -292,38 +238,8 @@ class ConnectionCore:
         self.client_violation = True
         self.client_lost()  # nothing more is read; the end closes with the code
 
-    def _from_client(self, buf: bytes, records: list[Record]) -> bytes:
-        pieces: list[bytes] = []
-        swaps: list[tuple[int, int, bytes]] = []  # frames sent in another form
-        policy = self.policy
-        for record in records:
-            kind = record[0]
-            if kind == RAW:
-                if swaps:
-                    _with_swaps(pieces, buf, record[1], record[2], swaps)
-                else:
-                    pieces.append(buf[record[1] : record[2]])
-            elif kind == MESSAGE:
-                opcode, payload = record[1], record[2]
-                if policy.wrap:
-                    pieces.append(self._encode(opcode, payload))
-                if opcode == OP_TEXT and b"user.message" in payload:
-                    can_rewrite = policy.agent_protocol and not policy.wrap and record[3] >= 0
-                    sent = self.tracker.client_message(payload, can_rewrite=can_rewrite)
-                    if sent is not None and sent is not payload:  # a message_id was assigned
-                        swaps.append((record[3], record[4], self._encode(OP_TEXT, sent)))
-            elif record[1] == OP_CLOSE:
-                pieces.append(self._client_close(record[2], buf[record[3] : record[4]]))
-                break
-            elif record[1] == OP_PONG and record[2] == KEEPALIVE_PAYLOAD:
-                continue  # the answer to our keepalive ping
-            else:
-                pieces.append(buf[record[3] : record[4]])
-        return b"".join(pieces)
-
-    def _client_close(self, payload: bytes, raw: bytes) -> bytes:
+    def _client_close(self, code: int, raw: bytes) -> bytes:
         """The client's close frame: passed to the worker, or answered by the router."""
-        code, _reason = parse_close(payload)
         self.client_done = True
         if self.output.own_closed and not self.upstream_closing:
             return b""  # the answer to our own close
@@ -342,64 +258,38 @@ class ConnectionCore:
     def upstream_fast(self, data: bytes) -> bytes | None:
         """Worker bytes in the engine's thread: what to write to the client, or None
         when a task must carry on (``upstream_data(b"")`` then takes the backlog)."""
-        scanner = self.upstream_scanner
+        output = self.output
         try:
-            buf, records = scanner.feed(data)
+            out = self.outbound.fast(data, idle=output.empty and not output.closed)
         except FrameError:
             self.upstream = UpstreamState.LOST
             return None
-        if not records:
-            return b""
-        if len(records) == 1 and records[0][0] == RAW and records[0][2] == len(buf):
-            out = buf if records[0][1] == 0 else buf[records[0][1] :]
-            passed = self.output.pass_through(out, scanner.sent_to_boundary)
-            if passed is not None:
-                return passed
-        self._upstream_backlog = (buf, records)
-        return None
+        if out:
+            output.pass_through(out, self.outbound.scanner.sent_to_boundary)
+        return out
 
     def upstream_data(self, data: bytes) -> list[Learned]:
         """Worker bytes in a task (b"": the engine's backlog); what goes to the client is
         queued (``take_output``), ``upstream`` says whether the stream goes on."""
-        scanner = self.upstream_scanner
-        if data:
-            try:
-                buf, records = scanner.feed(data)
-            except FrameError:
-                self.upstream = UpstreamState.LOST
-                return []
-        elif self._upstream_backlog is not None:
-            (buf, records), self._upstream_backlog = self._upstream_backlog, None
-        else:
+        try:
+            out, messages, close = self.outbound.feed(data)
+        except FrameError:
+            self.upstream = UpstreamState.LOST
             return []
-        if len(records) == 1 and records[0][0] == RAW and records[0][2] == len(buf):
-            out = buf if records[0][1] == 0 else buf[records[0][1] :]
-            self.output.relay(out, scanner.sent_to_boundary)
-            return []
-        learned: list[Learned] = []
-        pieces: list[bytes] = []
-        for record in records:
-            kind = record[0]
-            if kind == RAW:
-                pieces.append(buf[record[1] : record[2]])
-            elif kind == MESSAGE:
-                learned.append(self._observe(record[2]))
-            elif record[1] == OP_CLOSE:
-                code, reason = parse_close(record[2])
-                if self.fails_over(code, client_closing=self.client_closing):
-                    self.output.relay(b"".join(pieces), True)
-                    self.upstream = UpstreamState.LOST
-                    return learned
-                pieces.append(buf[record[3] : record[4]])
-                if not self.client_closing:
-                    self.upstream_closing = True
-                    self.close_code, self.close_reason = code, reason
-                self.output.relay(b"".join(pieces), True, closing=True)
-                self.upstream = UpstreamState.CLOSED
-                return learned
-            else:  # the worker's pings and pongs go to the client, which answers them
-                pieces.append(buf[record[3] : record[4]])
-        self.output.relay(b"".join(pieces), scanner.sent_to_boundary)
+        learned = [self._observe(payload) for payload in messages]
+        if close is None:
+            self.output.relay(out, self.outbound.scanner.sent_to_boundary)
+            return learned
+        code, reason, raw = close
+        if self.fails_over(code, client_closing=self.client_closing):
+            self.output.relay(out, True)
+            self.upstream = UpstreamState.LOST
+            return learned
+        if not self.client_closing:
+            self.upstream_closing = True
+            self.close_code, self.close_reason = code, reason
+        self.output.relay(out + raw, True, closing=True)
+        self.upstream = UpstreamState.CLOSED
         return learned
 
     def _observe(self, payload: bytes) -> Learned:
@@ -468,23 +358,16 @@ class ConnectionCore:
         """The keepalive timer; ``blocked``: the client waits on the worker (no proof)."""
         if self.closed:
             return []
-        policy = self.policy
-        if self.ping_sent_at is None:
-            if now - self.last_activity >= policy.ping_interval:
-                self.ping_sent_at = now
-                return [PING]
-            return []
-        if now - self.ping_sent_at >= policy.ping_timeout and not blocked:
+        due = self.keepalive.tick(now, blocked=blocked)
+        if due is Due.PING:
+            return [PING]
+        if due is Due.TIMEOUT:
             return self._close(CLOSE_INTERNAL_ERROR, "keepalive ping timeout")
         return []
 
     def next_tick(self) -> float:
         """When ``tick`` may next have something to do."""
-        if self.closed:
-            return math.inf
-        if self.ping_sent_at is None:
-            return self.last_activity + self.policy.ping_interval
-        return self.ping_sent_at + self.policy.ping_timeout
+        return math.inf if self.closed else self.keepalive.next_tick()
 
     # -- failover and drain -----------------------------------------------------------
 
@@ -499,10 +382,10 @@ class ConnectionCore:
         return (
             self.switch_reason is not None
             and idle
-            and self.upstream_scanner.at_message_boundary
+            and self.outbound.scanner.at_message_boundary
             and self.client_sent_boundary
-            and self._upstream_backlog is None
-            and self._client_backlog is None
+            and not self.outbound.has_backlog
+            and not self.inbound.has_backlog
             and self.output.empty
             and (self.tracker.turns_in_flight == 0 or now >= self.switch_force_at)
         )
@@ -518,13 +401,12 @@ class ConnectionCore:
 
     def movable(self) -> bool:
         """The old worker's streams end between messages both ways: a new one may continue."""
-        return self.client_sent_boundary and self.upstream_scanner.sent_to_message_boundary
+        return self.client_sent_boundary and self.outbound.scanner.sent_to_message_boundary
 
     def upstream_connected(self) -> None:
         """A new worker connection (first routing, or a failover's candidate)."""
-        self._upstream_messages += self.upstream_scanner.messages
-        self.upstream_scanner = FrameScanner(masked=False, needles=UPSTREAM_NEEDLES)
-        self._upstream_backlog = None
+        self._upstream_messages += self.outbound.scanner.messages
+        self.outbound = WorkerStream()
         self.upstream = UpstreamState.OPEN
 
     def attached(self, now: float) -> None:
@@ -635,16 +517,3 @@ class ConnectionCore:
 
 def _plain(opcode: int, payload: bytes) -> bytes:
     return encode_frame(opcode, payload, mask=b"\0\0\0\0")
-
-
-def _with_swaps(
-    pieces: list[bytes], buf: bytes, start: int, end: int, swaps: list[tuple[int, int, bytes]]
-) -> None:
-    """``buf[start:end]`` with the frames in ``swaps`` (inside that range) replaced."""
-    pos = start
-    while swaps and swaps[0][0] < end:
-        frame_start, frame_end, frame = swaps.pop(0)
-        pieces.append(buf[pos:frame_start])
-        pieces.append(frame)
-        pos = frame_end
-    pieces.append(buf[pos:end])

@@ -30,7 +30,7 @@ import trio
 from agentvisor.router.channels import Channel, ChannelClosed, SocketChannel
 from agentvisor.router.client_pump import client_pump, wrap_message
 from agentvisor.router.closing import finish
-from agentvisor.router.connection import KEEPALIVE_PAYLOAD, ConnectionCore
+from agentvisor.router.connection import ConnectionCore
 from agentvisor.router.engine import engine_error, on_client_readable, on_upstream_readable
 from agentvisor.router.failover import relay_loop
 from agentvisor.router.frames import CLOSE_GOING_AWAY, OP_PING, encode_frame, random_mask
@@ -38,6 +38,7 @@ from agentvisor.router.notices import error, notification
 from agentvisor.router.outcomes import CLEANUP_TIMEOUT, CLOSE_TIMEOUT
 from agentvisor.router.policy import Action, Close, Notify, Ping, Policy
 from agentvisor.router.sessions import Learned, SessionTracker
+from agentvisor.router.streams import KEEPALIVE_PAYLOAD
 from agentvisor.router.writer import ClientWriter
 
 if TYPE_CHECKING:
@@ -370,7 +371,7 @@ class Connection:
         """Count relayed client bytes (totals kept per thread: the engine's or the router's)."""
         totals = self.router.engine if engine else self.router
         totals.bytes_in += size
-        done = self.core.client_scanner.messages - self.client_counted
+        done = self.core.client_messages - self.client_counted
         if not done:
             self.carry_in += size
             return

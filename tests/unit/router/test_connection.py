@@ -15,6 +15,7 @@ from typing import Any
 from hypothesis import given, settings
 
 from agentvisor.router.connection import ConnectionCore
+from agentvisor.router.frames import FrameScanner
 from agentvisor.router.policy import (
     AGENT_FRAME_CEILING,
     Close,
@@ -24,7 +25,6 @@ from agentvisor.router.policy import (
     Policy,
     client_message_limit,
 )
-from agentvisor.router.frames import FrameScanner
 from agentvisor.router.sessions import MAX_KEPT_PER_SESSION
 from tests.strategies import connection_runs
 
