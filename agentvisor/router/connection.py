@@ -99,7 +99,7 @@ class ConnectionCore:
         self._error_notice = error_notice
         self._encode = encode or _plain
         self.inbound = ClientStream(policy, self.tracker, encode or _plain)
-        self.outbound = WorkerStream()
+        self.outbound = WorkerStream(agent_protocol=policy.agent_protocol)
         self.output = ClientOutput()
         self.keepalive = Keepalive(
             interval=policy.ping_interval, timeout=policy.ping_timeout, now=now
@@ -406,7 +406,7 @@ class ConnectionCore:
     def upstream_connected(self) -> None:
         """A new worker connection (first routing, or a failover's candidate)."""
         self._upstream_messages += self.outbound.scanner.messages
-        self.outbound = WorkerStream()
+        self.outbound = WorkerStream(agent_protocol=self.policy.agent_protocol)
         self.upstream = UpstreamState.OPEN
 
     def attached(self, now: float) -> None:

@@ -30,6 +30,9 @@ from agentvisor.router.sessions import SessionTracker
 CLIENT_NEEDLES: Final = (b"user.message",)
 UPSTREAM_NEEDLES: Final = (b"agent.",)
 KEEPALIVE_PAYLOAD: Final = b"agentvisor-keepalive"
+#: An agent worker's events up to this size are read, even those streamed through in
+#: pieces (a final answer over 64 KiB still ends its turn).
+AGENT_READ_LIMIT: Final = 1024 * 1024
 
 #: ``encode(opcode, payload)``: a client message as the worker gets it (masked; wrapped
 #: when the route asks). Injected: masks are random.
@@ -121,8 +124,9 @@ class WorkerStream:
 
     __slots__ = ("_backlog", "scanner")
 
-    def __init__(self) -> None:
-        self.scanner = FrameScanner(masked=False, needles=UPSTREAM_NEEDLES)
+    def __init__(self, *, agent_protocol: bool = True) -> None:
+        read_limit = AGENT_READ_LIMIT if agent_protocol else None
+        self.scanner = FrameScanner(masked=False, needles=UPSTREAM_NEEDLES, read_limit=read_limit)
         self._backlog: tuple[bytes, list[Record]] | None = None
 
     @property
