@@ -422,6 +422,15 @@ class ConnectionCore:
         """No instance took the client within the grace period."""
         return self._lost_error(CLOSE_TRY_AGAIN, NO_INSTANCE_REASON)
 
+    def in_flight(self) -> list[Kept]:
+        """At a failover, before the resumes: the kept messages the lost worker may have lost."""
+        return self.tracker.to_resend()
+
+    @property
+    def resuming(self) -> bool:
+        """A resume sent to the new worker is not answered yet."""
+        return bool(self.tracker.resume_pending)
+
     def resume_frames(self, mask: Callable[[], bytes]) -> list[bytes]:
         """``user.resume_session`` for every session seen here, with its last ``seq``."""
         frames = []

@@ -113,7 +113,7 @@ async def switch_upstream(conn: Connection, old: Upstream, reason: str) -> Upstr
                 break
             router.table.move(conn.id, candidate.endpoint.service, candidate.endpoint.instance_id)
             conn.connect(candidate)
-            in_flight = conn.tracker.to_resend()
+            in_flight = core.in_flight()
             preserved = await _resume(conn, candidate)
             if (
                 preserved is None
@@ -191,12 +191,12 @@ async def _resume(conn: Connection, up: Upstream) -> bool | None:
     except ChannelClosed:
         core.resume_outcome()
         return None
-    if not conn.tracker.resume_pending:
+    if not core.resuming:
         return True
     outcome = await pump_worker(
         conn,
         up,
-        until=lambda: not conn.tracker.resume_pending,
+        until=lambda: not core.resuming,
         deadline=trio.current_time() + RESUME_TIMEOUT,
     )
     preserved = core.resume_outcome()

@@ -26,6 +26,7 @@ import json
 from collections import Counter
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 
 from agentvisor.router.connection import ConnectionCore, UpstreamState
@@ -39,6 +40,7 @@ from agentvisor.router.frames import (
     FrameScanner,
     close_payload,
     encode_frame,
+    parse_close,
 )
 from agentvisor.router.policy import Close, Failover, Notify, Ping, Policy
 from agentvisor.router.sessions import MAX_KEPT_PER_SESSION
@@ -150,6 +152,7 @@ class Client:
         self.scanner = FrameScanner(masked=False, whole_messages=True)
         self.answered: Counter[str] = Counter()  # final answers and errors, by message id
         self.closed = False
+        self.close_code: int | None = None
         self.after_close = 0
         self.pings = 0
         self.lost = 0  # error UPSTREAM_LOST notices
@@ -168,6 +171,7 @@ class Client:
                     self.lost += 1
             elif record[0] == CONTROL and record[1] == OP_CLOSE:
                 self.closed = True
+                self.close_code = parse_close(record[2])[0]
             elif record[0] == CONTROL and record[1] == OP_PING:
                 self.pings += 1
                 self.out += PONG_FRAME
@@ -180,8 +184,8 @@ class Client:
 class Relay:
     """What the shells do, on bytes: the pumps, the engine, failover, drain, the end."""
 
-    def __init__(self) -> None:
-        policy = Policy(agent_protocol=True, notices=True, failover=True)
+    def __init__(self, policy: Policy | None = None) -> None:
+        policy = policy or Policy(agent_protocol=True, notices=True, failover=True)
         self.core = ConnectionCore(
             policy,
             now=0.0,
@@ -434,3 +438,29 @@ def test_nothing_follows_the_routers_close() -> None:
     assert relay.client.closed
     assert relay.client.after_close == 0
     assert relay.core.send_own(PING_FRAME) is None
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1011, 4000])
+def test_a_plain_backends_close_code_reaches_the_client_as_it_was(code: int) -> None:
+    relay = Relay(Policy(agent_protocol=False, notices=False, failover=False))
+    relay.worker.outbox = server_frame({"event": "last"}) + encode_frame(
+        OP_CLOSE, close_payload(code, "bye")
+    )
+    relay.worker_write(7, 1.0)
+    relay.core.send_own(PING_FRAME)  # queued before the close: goes out before it
+    relay.worker_write(1000, 1.0)
+    relay.client_read(1.0)
+    assert relay.core.upstream is UpstreamState.CLOSED
+    assert relay.client.close_code == code
+    assert relay.client.pings == 1
+    assert relay.client.after_close == 0
+    assert relay.core.send_own(PING_FRAME) is None  # nothing after the worker's close
+
+
+def test_an_agent_workers_going_away_is_failed_over_not_passed_on() -> None:
+    relay = Relay()
+    relay.worker.outbox = encode_frame(OP_CLOSE, close_payload(1001, "SIGTERM"))
+    relay.worker_write(1000, 1.0)
+    relay.client_read(1.0)
+    assert not relay.client.closed
+    assert relay.core.switches == 1  # moved to another worker, the client kept
