@@ -44,7 +44,7 @@ async def _read_client(conn: Connection) -> None:
             conn.client_write = None
             await conn.to_upstream(unsent, sent)
             continue
-        if core.has_backlog_from_client:
+        if core.inbound.has_backlog:
             out = core.client_data(b"", time.monotonic())
         else:
             if conn.engine_ok():

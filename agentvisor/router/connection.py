@@ -130,11 +130,6 @@ class ConnectionCore:
     # -- views ------------------------------------------------------------------------
 
     @property
-    def client_messages(self) -> int:
-        """Complete messages from the client (for the counters)."""
-        return self.inbound.scanner.messages
-
-    @property
     def upstream_messages(self) -> int:
         """Complete messages relayed from workers (all of them, for the counters)."""
         return self._upstream_messages + self.outbound.scanner.messages
@@ -147,14 +142,6 @@ class ConnectionCore:
             + self.outbound.scanner.held_bytes
             + self.output.queued_bytes
         )
-
-    @property
-    def has_backlog_from_client(self) -> bool:
-        return self.inbound.has_backlog
-
-    @property
-    def has_backlog_from_upstream(self) -> bool:
-        return self.outbound.has_backlog
 
     @property
     def plain(self) -> bool:
@@ -464,12 +451,8 @@ class ConnectionCore:
     ) -> list[Action]:
         """A new worker took the client; ``build(preserved)`` makes ``service_switched``.
 
-        ``session_preserved`` is claimed only when every session was resumed.
-        After a loss (not a drain, which moves between messages with no turn in
-        flight) a command worker (opted in) must also have had sessions the
-        router saw (``agent.session_*``) and resumed: bytes written to a worker
-        that then reset are gone, and other state of a plain WebSocket service
-        cannot be carried over.
+        ``session_preserved`` only when every session was resumed, and after a loss of a
+        command worker (opted in) only if it had sessions: a reset loses written bytes.
         """
         self.switches += 1
         preserved = self.preserved(resumed_all, drained=drained)

@@ -20,8 +20,6 @@ dropped.
 
 from __future__ import annotations
 
-from collections import deque
-
 
 class ClientOutput:
     __slots__ = (
@@ -36,7 +34,7 @@ class ClientOutput:
     )
 
     def __init__(self) -> None:
-        self._queue: deque[tuple[bytes, bool]] = deque()  # relayed: (bytes, ends at a boundary)
+        self._queue: list[tuple[bytes, bool]] = []  # relayed: (bytes, ends at a boundary)
         self._own: list[bytes] = []
         self._own_close = False  # a close of our own is among ``_own``
         self.boundary = True  # what was handed out ends at a frame boundary
@@ -89,7 +87,7 @@ class ClientOutput:
     def give_back(self, rest: bytes) -> None:
         """The end of what was handed out could not be written now: it goes out first."""
         if rest:
-            self._queue.appendleft((rest, self.boundary))
+            self._queue.insert(0, (rest, self.boundary))
             self.boundary = False
 
     def own(self, frame: bytes, *, close: bool = False) -> int | None:
@@ -116,6 +114,6 @@ class ClientOutput:
                 self._queue.clear()
             return frames
         if self._queue:
-            data, self.boundary = self._queue.popleft()
+            data, self.boundary = self._queue.pop(0)
             return data
         return b""

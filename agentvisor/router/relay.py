@@ -371,7 +371,7 @@ class Connection:
         """Count relayed client bytes (totals kept per thread: the engine's or the router's)."""
         totals = self.router.engine if engine else self.router
         totals.bytes_in += size
-        done = self.core.client_messages - self.client_counted
+        done = self.core.inbound.scanner.messages - self.client_counted
         if not done:
             self.carry_in += size
             return

@@ -43,8 +43,8 @@ async def pump_worker(
                     trio.current_time(), idle=conn.client_write is None
                 ):
                     return Outcome.SWITCH
-                if until is not None and until():
-                    return Outcome.PHASE_DONE
+                if until is not None and until() and core.output.boundary:
+                    return Outcome.PHASE_DONE  # (not inside a frame: a notice may follow)
                 if core.upstream is UpstreamState.LOST:
                     return Outcome.LOST
                 before = core.output.relayed
@@ -56,7 +56,7 @@ async def pump_worker(
                         finally:
                             conn.pump_receiving = False
                         continue
-                    if core.has_backlog_from_upstream:
+                    if core.outbound.has_backlog:
                         learned = core.upstream_data(b"")
                     else:
                         conn.release_parked()

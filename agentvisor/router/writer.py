@@ -43,7 +43,7 @@ class ClientWriter:
         self._evict = evict  # takes the connection back from the relay engine first
         self.busy = False
         self.broken = False
-        self._lot = trio.lowlevel.ParkingLot()
+        self._lot: trio.lowlevel.ParkingLot | None = None  # created on first contention
 
     @property
     def usable(self) -> bool:
@@ -54,7 +54,7 @@ class ClientWriter:
         core = self.core
         while core.output.has_relayed and not self.broken:
             if self.busy:
-                await self._lot.park()
+                await self._park()
                 continue
             await self._write(core.take_output())
 
@@ -86,9 +86,9 @@ class ClientWriter:
             if data:
                 await self._write(data)
             else:  # another write is under way, or the relay has not reached a boundary
-                await self._lot.park()
+                await self._park()
         while self.busy:  # the write that carries it
-            await self._lot.park()
+            await self._park()
         return not self.broken
 
     async def _write(self, data: bytes) -> None:
@@ -100,11 +100,16 @@ class ClientWriter:
             raise
         finally:
             self.busy = False
-            self._lot.unpark_all()
+            self.wake()
+
+    async def _park(self) -> None:
+        if self._lot is None:
+            self._lot = trio.lowlevel.ParkingLot()
+        await self._lot.park()
 
     def wake(self) -> None:
-        """The core's queue changed outside a write (the relay read more)."""
-        self._lot.unpark_all()
+        if self._lot:
+            self._lot.unpark_all()
 
 
 async def await_close_reply(channel: Channel, *, parse: bool) -> None:

@@ -240,7 +240,7 @@ class Relay:
                 return
             if out is not None:
                 return
-        self.core.upstream_data(b"" if self.core.has_backlog_from_upstream else data)
+        self.core.upstream_data(b"" if self.core.outbound.has_backlog else data)
         if self.core.upstream is UpstreamState.LOST and not self.ended:
             self.worker.die()
             self.lose()
