@@ -47,6 +47,7 @@ from agentvisor.router.frames import (
     CLOSE_NORMAL,
     CLOSE_TRY_AGAIN,
     OP_TEXT,
+    RAW,
     FrameError,
     encode_frame,
     text_frame,
@@ -170,12 +171,20 @@ class ConnectionCore:
     def client_fast(self, data: bytes, now: float) -> bytes | None:
         """Client bytes in the engine's thread: what to write to the worker, or None
         when a task must carry on (``client_data(b"")`` then takes the backlog)."""
-        self.keepalive.activity(now)
+        keepalive = self.keepalive
+        keepalive.last_activity, keepalive.ping_sent_at = now, None
+        inbound = self.inbound
         try:
-            return self.inbound.fast(data)
+            buf, records = inbound.scanner.feed(data)
         except FrameError as violation:
             self._violation(violation)
             return None
+        if not records:
+            return b""  # the start of a frame, held until the rest comes
+        if len(records) == 1 and records[0][0] == RAW and records[0][2] == len(buf):
+            return buf if records[0][1] == 0 else buf[records[0][1] :]
+        inbound.keep(buf, records)  # a control frame, or a message to read
+        return None
 
     def client_data(self, data: bytes, now: float) -> bytes:
         """Client bytes in a task (b"": the engine's backlog): what to write to the worker.
@@ -197,7 +206,9 @@ class ConnectionCore:
     def client_written(self) -> None:
         """What ``client_data`` returned was written to the current worker."""
         self.client_sent_boundary = self.inbound.scanner.sent_to_message_boundary
-        self.tracker.mark_sent(self.tracker.recorded)
+        tracker = self.tracker
+        if tracker.sent_upto < tracker.recorded:
+            tracker.mark_sent(tracker.recorded)
 
     def client_lost(self) -> None:
         """The client's socket ended without a close handshake (EOF, reset)."""
@@ -245,15 +256,21 @@ class ConnectionCore:
     def upstream_fast(self, data: bytes) -> bytes | None:
         """Worker bytes in the engine's thread: what to write to the client, or None
         when a task must carry on (``upstream_data(b"")`` then takes the backlog)."""
-        output = self.output
+        outbound = self.outbound
+        scanner = outbound.scanner
         try:
-            out = self.outbound.fast(data, idle=output.empty and not output.closed)
+            buf, records = scanner.feed(data)
         except FrameError:
             self.upstream = UpstreamState.LOST
             return None
-        if out:
-            output.pass_through(out, self.outbound.scanner.sent_to_boundary)
-        return out
+        if not records:
+            return b""
+        if len(records) == 1 and records[0][0] == RAW and records[0][2] == len(buf):
+            out = buf if records[0][1] == 0 else buf[records[0][1] :]
+            if self.output.pass_through(scanner.sent_to_boundary):
+                return out  # nothing waits in the client-bound queue: out at once
+        outbound.keep(buf, records)
+        return None
 
     def upstream_data(self, data: bytes) -> list[Learned]:
         """Worker bytes in a task (b"": the engine's backlog); what goes to the client is

@@ -41,7 +41,7 @@ class ClientOutput:
         self.closed = False  # a close frame was queued: nothing more is accepted
         self.queued_own = 0  # own frames queued so far (tickets)
         self.taken_own = 0  # own frames handed out so far
-        self.relayed = 0  # relayed bytes accepted so far (the counters)
+        self.relayed = 0  # bytes accepted by ``relay`` so far (the counters; not the fast path)
 
     @property
     def empty(self) -> bool:
@@ -76,13 +76,12 @@ class ClientOutput:
         if closing:
             self.closed = True
 
-    def pass_through(self, data: bytes, boundary: bool) -> bytes | None:
-        """The fast path: relayed bytes handed out at once when nothing waits; else None."""
+    def pass_through(self, boundary: bool) -> bool:
+        """The fast path: may relayed bytes go out at once (nothing waits)? Then they do."""
         if self._queue or self._own or self.closed:
-            return None
+            return False
         self.boundary = boundary
-        self.relayed += len(data)
-        return data
+        return True
 
     def give_back(self, rest: bytes) -> None:
         """The end of what was handed out could not be written now: it goes out first."""

@@ -101,7 +101,7 @@ class Connection:
         self.interruptible: trio.CancelScope | None = None
         self.pump_receiving = False
         self.rerun_pump = False
-        self.close_deadline = math.inf  # the client's close went to the worker: its answer by
+        self.close_deadline = math.inf  # the client's close went to the worker: its answer by then
         self.ended = False
         # the engine hand-off
         self.in_engine = False

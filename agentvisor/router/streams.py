@@ -5,8 +5,8 @@ client, one per worker connection) wrap a :class:`~agentvisor.router.frames.Fram
 and turn what was read into the bytes to forward, the messages the core must
 read and the close frame met, if any. They decide nothing about the
 connection: the core (``connection.py``) owns them and says what a close
-means. The engine's fast path (``fast``) is one scan and one slice; a chunk
-with anything else in it is kept as a backlog for a task (``feed(b"")``).
+means. The engine's fast path (the core's ``*_fast``) is one scan and one slice;
+a chunk with anything else in it is kept as a backlog for a task (``feed(b"")``).
 """
 
 from __future__ import annotations
@@ -69,15 +69,9 @@ class ClientStream:
     def has_backlog(self) -> bool:
         return self._backlog is not None
 
-    def fast(self, data: bytes) -> bytes | None:
-        """Bytes to forward, or None: the chunk is kept for ``feed(b"")``. Raises FrameError."""
-        buf, records = self.scanner.feed(data)
-        if not records:
-            return b""  # the start of a frame, held until the rest comes
-        out = _plain_run(buf, records)
-        if out is None:
-            self._backlog = (buf, records)  # a control frame, or a message to read
-        return out
+    def keep(self, buf: bytes, records: list[Record]) -> None:
+        """A chunk the engine scanned but cannot forward as it is: ``feed(b"")`` takes it."""
+        self._backlog = (buf, records)
 
     def feed(self, data: bytes) -> tuple[bytes, CloseFrame | None]:
         """Bytes to forward (up to a close frame) and the close; b"": the backlog."""
@@ -133,16 +127,9 @@ class WorkerStream:
     def has_backlog(self) -> bool:
         return self._backlog is not None
 
-    def fast(self, data: bytes, *, idle: bool) -> bytes | None:
-        """Bytes to forward, or None: kept for ``feed(b"")`` (also when not ``idle``:
-        the client-bound queue holds something they must follow). Raises FrameError."""
-        buf, records = self.scanner.feed(data)
-        if not records:
-            return b""
-        out = _plain_run(buf, records) if idle else None
-        if out is None:
-            self._backlog = (buf, records)
-        return out
+    def keep(self, buf: bytes, records: list[Record]) -> None:
+        """A chunk the engine scanned but cannot forward as it is: ``feed(b"")`` takes it."""
+        self._backlog = (buf, records)
 
     def feed(self, data: bytes) -> tuple[bytes, list[bytes], CloseFrame | None]:
         """Bytes to forward (up to a close frame), the messages to read, and the close."""
