@@ -638,3 +638,42 @@ def scale_situations(draw: st.DrawFn) -> dict[str, Any]:
         "retiring": retiring,
         "has_port": draw(st.sets(st.integers(0, 20), max_size=20)),
     }
+
+
+#: What happens around a connection driven through its core as bytes
+#: (tests/unit/router/test_relay_core.py): the client sends a ``user.message``; the
+#: worker reads what reached it, ends its oldest turn (with a small or a large answer),
+#: writes what it has to the router; the client reads (a part of) what the router has
+#: for it; the worker dies; an operator drains the instance; the keepalive timer.
+RELAY_STEPS = (
+    "send",
+    "worker_read",
+    "answer",
+    "answer_large",
+    "worker_write",
+    "client_read",
+    "kill",
+    "drain",
+    "tick",
+)
+
+
+@attrs.frozen
+class RelayStep:
+    step: str
+    pause: float  # seconds since the previous step
+    size: int  # bytes per read / write of this step (cuts frames anywhere)
+    part: float  # the share of a write to the client that gets through at once
+
+
+@st.composite
+def relay_runs(draw: st.DrawFn) -> list[RelayStep]:
+    """Interleavings of byte-level connection events, cut at arbitrary boundaries."""
+    step = st.builds(
+        RelayStep,
+        st.sampled_from(RELAY_STEPS),
+        st.sampled_from((0.0, 0.01, 0.5, 3.0, 25.0)),
+        st.integers(min_value=1, max_value=300),
+        st.sampled_from((1.0, 1.0, 0.5, 0.0)),
+    )
+    return draw(st.lists(step, max_size=60))

@@ -15,15 +15,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from agentvisor.router.channels import ChannelClosed
-from agentvisor.router.frames import (
-    CLOSE_GOING_AWAY,
-    CLOSE_INTERNAL_ERROR,
-    CLOSE_NORMAL,
-    OP_CLOSE,
-    close_payload,
-    encode_frame,
-    random_mask,
-)
+from agentvisor.router.frames import OP_CLOSE, close_payload, encode_frame, random_mask
 from agentvisor.router.notices import UPSTREAM_LOST, error, notification
 from agentvisor.router.writer import await_close_reply
 
@@ -33,27 +25,21 @@ if TYPE_CHECKING:
 
 async def finish(conn: Connection, *, shutdown: bool) -> None:
     """Close what is still open, politely where the stream allows it (bounded)."""
+    core = conn.core
     writer = conn.writer
-    if not writer.closed and writer.usable and not (conn.client_gone and conn.close_code is None):
-        code = conn.close_code
-        reason = conn.close_reason
+    final = core.final_close(shutdown=shutdown) if writer.usable else None
+    if final is not None:
+        code, reason, lost = final
         if shutdown:
-            code, reason = CLOSE_GOING_AWAY, "agentvisor is shutting down"
             await conn.send_notice(notification("shutdown", reason, severity="warning"))
-        elif code is None:
-            code, reason = CLOSE_INTERNAL_ERROR, "the connection to the agent was lost"
+        elif lost:
             await conn.send_notice(error(UPSTREAM_LOST, reason, recoverable=True))
-        if code in (1005, 1006, 1015):
-            code = CLOSE_NORMAL
-        conn.close_code, conn.close_reason = code, reason
-        if await writer.close(code, reason) and (conn.client_violation or not conn.client_gone):
-            await await_close_reply(conn.client, parse=not conn.client_violation)
+        if await writer.close(code, reason) and (core.client_violation or not core.client_gone):
+            await await_close_reply(conn.client, parse=not core.client_violation)
     up = conn.upstream
     if up is not None:
-        if not conn.client_closing and not conn.upstream_closing:
-            worker_code = conn.core.worker_close_code(
-                shutdown=shutdown, client_gone=conn.client_gone
-            )
+        worker_code = core.worker_close_code(shutdown=shutdown)
+        if worker_code is not None:
             frame = encode_frame(
                 OP_CLOSE, close_payload(worker_code, "client gone"), mask=random_mask()
             )

@@ -14,7 +14,7 @@ Everything else stays with the connection's trio tasks. A chunk with a
 control frame, a message the relay must read (``agent.``, ``user.message``),
 a write that would block, a protocol error or the end of a stream makes the
 engine hand the connection back: it unregisters the sockets, leaves what it
-read but did not finish as a backlog on the connection, and asks trio (
+read but did not finish as a backlog in the connection's core, and asks trio (
 ``run_sync_soon``) to wake the parked pumps, which carry on as if they had
 read it themselves. The trio side takes a connection back the same way,
 under the connection's ``engine_lock``, before it does anything with it
@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING
 import trio
 
 from agentvisor.router.channels import RECV_SIZE, SocketChannel
-from agentvisor.router.frames import RAW, FrameError
 
 if TYPE_CHECKING:
     from agentvisor.router.relay import Connection
@@ -126,28 +125,18 @@ def on_client_readable(conn: Connection) -> None:
     except BlockingIOError:
         return
     except OSError:
-        conn.client_hangup = True  # the pump reads again, in a task, and meets the error
-        conn.engine_handoff("client read error")
+        conn.engine_hangup("client read error")  # the pump reads again and meets the error
         return
     if not data:
-        conn.client_hangup = True  # and the end of the stream
-        conn.engine_handoff("client eof")
+        conn.engine_hangup("client eof")
         return
-    conn.core.client_activity(time.monotonic())
-    scanner = conn.client_scanner
-    try:
-        buf, records = scanner.feed(data)
-    except FrameError as violation:
-        conn.client_error = violation
-        conn.engine_handoff("client violation")
+    core = conn.core
+    out = core.client_fast(data, time.monotonic())
+    if out is None:
+        conn.engine_handoff("client frames to read")  # a control frame, a message to read
         return
-    if not records:
+    if not out:
         return  # the start of a frame, held until the rest comes
-    if len(records) > 1 or records[0][0] != RAW or records[0][2] != len(buf):
-        conn.client_backlog = (buf, records)  # a control frame, or a message to read
-        conn.engine_handoff("client frames to read")
-        return
-    out = buf if records[0][1] == 0 else buf[records[0][1] :]
     conn.count_in(len(out), engine=True)
     try:
         sent = up.channel.sock.send(out)
@@ -156,10 +145,9 @@ def on_client_readable(conn: Connection) -> None:
     except OSError:
         sent = -1
     if sent != len(out):
-        conn.client_write = (out, max(sent, 0))
-        conn.engine_handoff("client write blocked")
+        conn.engine_unsent(out, max(sent, 0))
         return
-    conn.client_sent_boundary = scanner.sent_to_message_boundary
+    core.client_written()
 
 
 def on_upstream_readable(conn: Connection) -> None:
@@ -168,34 +156,26 @@ def on_upstream_readable(conn: Connection) -> None:
     client = conn.client
     assert up is not None
     assert isinstance(client, SocketChannel)
+    core = conn.core
     try:
         data = up.channel.sock.recv(RECV_SIZE)
     except BlockingIOError:
         return
     except OSError:
-        up.failed = True
+        core.upstream_eof()
         conn.engine_handoff("upstream read error")
         return
     if not data:
-        up.failed = True
+        core.upstream_eof()
         conn.engine_handoff("upstream eof")
         return
-    scanner = up.scanner
-    try:
-        buf, records = scanner.feed(data)
-    except FrameError:
-        up.failed = True
-        conn.engine_handoff("upstream violation")
-        return
-    if not records:
-        return
-    if len(records) > 1 or records[0][0] != RAW or records[0][2] != len(buf):
-        up.backlog = (buf, records)
+    out = core.upstream_fast(data)
+    if out is None:
         conn.engine_handoff("upstream frames to read")
         return
-    out = buf if records[0][1] == 0 else buf[records[0][1] :]
-    conn.count_out(up, len(out), engine=True)
-    boundary = scanner.sent_to_boundary
+    if not out:
+        return
+    conn.count_out(len(out), engine=True)
     try:
         sent = client.sock.send(out)
     except BlockingIOError:
@@ -203,11 +183,8 @@ def on_upstream_readable(conn: Connection) -> None:
     except OSError:
         sent = -1
     if sent != len(out):
-        conn.writer.at_boundary = False
-        up.write_rest = (out, max(sent, 0), boundary)
+        core.give_back_output(out[max(sent, 0) :])
         conn.engine_handoff("client write blocked")
-        return
-    conn.writer.at_boundary = boundary
 
 
 def engine_error(conn: Connection, error: BaseException) -> None:

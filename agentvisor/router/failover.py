@@ -12,9 +12,8 @@ the router reconnects it elsewhere. The steps (PROTOCOL.md §2):
    the lost worker (kept by the tracker, ``sessions.py``; in the client's
    order): the lost worker may never have received it, e.g. a message the
    client sent in the instant the worker died, before the router noticed.
-   At-least-once: if the lost worker had stored it, the new worker's resume
-   reports that turn as ``agent.cancelled`` (reason ``worker_lost``) and then
-   runs the message again. A message sent without a ``session_id`` whose
+   The worker de-duplicates by ``message_id`` (docs/decisions.md), so a copy of
+   a message it had stored is not run again. A message sent without a ``session_id`` whose
    ``agent.session_created`` never came is sent as it was (the new worker
    creates the session); once the session was created, it is sent with it;
 5. deliver what the client sent meanwhile (after the messages sent again);
@@ -29,7 +28,6 @@ instance within the grace period gives ``error`` ``UPSTREAM_LOST`` and 1013.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import TYPE_CHECKING
 
@@ -37,7 +35,6 @@ import trio
 
 from agentvisor.events import ConnectionSwitched
 from agentvisor.router.channels import ChannelClosed
-from agentvisor.router.connection import Failover
 from agentvisor.router.frames import (
     CLOSE_GOING_AWAY,
     OP_CLOSE,
@@ -52,7 +49,9 @@ from agentvisor.router.notices import (
     service_switched,
 )
 from agentvisor.router.outcomes import CLOSE_TIMEOUT, Outcome
+from agentvisor.router.policy import Failover
 from agentvisor.router.table import ConnectionStatus
+from agentvisor.router.worker_pump import pump_worker
 
 if TYPE_CHECKING:
     from agentvisor.router.relay import Connection
@@ -66,19 +65,20 @@ RESUME_TIMEOUT = 5.0
 async def relay_loop(conn: Connection, upstream: Upstream) -> None:
     """Relay through ``upstream``, and through each successor after a switch."""
     up = upstream
+    core = conn.core
     while True:
-        outcome = await conn.pump_upstream(up)
-        if outcome is Outcome.CLOSED or conn.client_gone or conn.client_done.is_set():
+        outcome = await pump_worker(conn, up)
+        if outcome is Outcome.CLOSED or core.client_gone or conn.client_ended.is_set():
             return
         if outcome is Outcome.INTERRUPTED:
-            if conn.switch_reason is not None or conn.rerun_pump:
+            if core.switch_reason is not None or conn.rerun_pump:
                 conn.rerun_pump = False
                 continue  # a drain (switch at the next boundary), or the engine takes over
-            if conn.up_ready:
+            if core.is_attached:
                 return  # a close timed out, or the connection is being ended
             outcome = Outcome.LOST  # a write to the worker failed
         if outcome is Outcome.LOST:
-            actions = conn.core.upstream_lost(time.monotonic())
+            actions = core.upstream_lost(time.monotonic())
             if not any(isinstance(action, Failover) for action in actions):
                 with trio.move_on_after(CLOSE_TIMEOUT):
                     await conn.perform(actions)
@@ -93,8 +93,8 @@ async def relay_loop(conn: Connection, upstream: Upstream) -> None:
 async def switch_upstream(conn: Connection, old: Upstream, reason: str) -> Upstream | None:
     """Steps 1 to 6 above; None when the connection must end (its close code is set)."""
     router = conn.router
-    conn.switch_reason = None
-    conn.switch_force_at = math.inf
+    core = conn.core
+    core.switch_begun()
     conn.detach()
     router.table.set_status(conn.id, ConnectionStatus.FAILING_OVER)
     deadline = trio.current_time() + router.failover_grace
@@ -103,8 +103,8 @@ async def switch_upstream(conn: Connection, old: Upstream, reason: str) -> Upstr
     successor: Upstream | None = None
     with scope:
         await _let_go(conn, old, graceful=reason == REASON_DRAIN)
-        if not (conn.client_sent_boundary and old.scanner.sent_to_message_boundary):
-            conn.core.cut_mid_message()
+        if not core.movable():
+            core.cut_mid_message()
             return None
         exclude = old.endpoint.instance_id
         while successor is None:
@@ -112,8 +112,8 @@ async def switch_upstream(conn: Connection, old: Upstream, reason: str) -> Upstr
             if candidate is None:
                 break
             router.table.move(conn.id, candidate.endpoint.service, candidate.endpoint.instance_id)
-            conn.upstream = candidate
-            in_flight = conn.tracker.to_resend()
+            conn.connect(candidate)
+            in_flight = core.in_flight()
             preserved = await _resume(conn, candidate)
             if (
                 preserved is None
@@ -136,23 +136,20 @@ async def switch_upstream(conn: Connection, old: Upstream, reason: str) -> Upstr
                 )
 
             drained = reason == REASON_DRAIN
-            await conn.perform(
-                conn.core.switched(resumed_all=preserved, drained=drained, build=notice)
-            )
-            preserved = conn.core.preserved(preserved, drained=drained)
+            await conn.perform(core.switched(resumed_all=preserved, drained=drained, build=notice))
+            preserved = core.preserved(preserved, drained=drained)
             # Anything the client sent during the notice goes first, then relaying resumes.
             if not await _deliver_pending(conn, candidate):
                 successor = None
                 exclude = candidate.endpoint.instance_id
                 continue
             conn.attach(candidate)
-            conn.switches += 1
             router.table.set_status(conn.id, ConnectionStatus.ACTIVE)
             router.switched(conn, old, candidate, reason, preserved)
     conn.interruptible = None
-    if successor is None and not scope.cancelled_caught and not conn.client_gone:
+    if successor is None and not scope.cancelled_caught and not core.client_gone:
         with trio.move_on_after(CLOSE_TIMEOUT):
-            await conn.perform(conn.core.no_successor())
+            await conn.perform(core.no_successor())
     conn.notify_changed()
     return successor
 
@@ -187,22 +184,22 @@ async def _close_old(conn: Connection, old: Upstream, *, graceful: bool) -> None
 
 async def _resume(conn: Connection, up: Upstream) -> bool | None:
     """Resume every session on ``up``; whether all came back, None if ``up`` died."""
-    tracker = conn.tracker
+    core = conn.core
     try:
-        for frame in conn.core.resume_frames(random_mask):
+        for frame in core.resume_frames(random_mask):
             await up.channel.send(frame)
     except ChannelClosed:
-        tracker.resume_pending.clear()
+        core.resume_outcome()
         return None
-    if not tracker.resume_pending:
+    if not core.resuming:
         return True
-    outcome = await conn.pump_upstream(
+    outcome = await pump_worker(
+        conn,
         up,
-        until=lambda: not tracker.resume_pending,
+        until=lambda: not core.resuming,
         deadline=trio.current_time() + RESUME_TIMEOUT,
     )
-    preserved = not tracker.resume_pending and not tracker.resume_failed
-    tracker.resume_pending.clear()
+    preserved = core.resume_outcome()
     if outcome in (Outcome.LOST, Outcome.CLOSED, Outcome.INTERRUPTED):
         return None
     return preserved
@@ -210,7 +207,7 @@ async def _resume(conn: Connection, up: Upstream) -> bool | None:
 
 async def _resend(conn: Connection, up: Upstream, in_flight: list[Kept]) -> bool:
     """Send again the user messages whose turns were in flight; False if ``up`` died."""
-    frames = conn.core.resend_frames(in_flight, conn.client_frame)
+    frames = conn.core.resend_frames(in_flight)
     if not frames:
         return True
     try:
@@ -222,18 +219,15 @@ async def _resend(conn: Connection, up: Upstream, in_flight: list[Kept]) -> bool
 
 async def _deliver_pending(conn: Connection, up: Upstream) -> bool:
     """Send what the client sent while no worker was connected; False if ``up`` died."""
-    while conn.pending:
-        chunk = b"".join(conn.pending)
-        upto = conn.pending_upto
-        conn.pending.clear()
-        conn.pending_bytes = 0
+    core = conn.core
+    while (taken := core.take_pending()) is not None:
+        chunk, upto = taken
         try:
             await up.channel.send(chunk)
         except ChannelClosed:
-            conn.pending.insert(0, chunk)
-            conn.pending_bytes += len(chunk)
+            core.pending_written(chunk, upto, ok=False)
             return False
-        conn.tracker.mark_sent(upto)
+        core.pending_written(chunk, upto, ok=True)
     return True
 
 
@@ -266,16 +260,16 @@ async def drain_connection(conn: Connection, deadline: float) -> None:
     conn.request_switch(REASON_DRAIN, force_at=deadline)
     with trio.move_on_at(deadline):
         await _until_moved(conn, start)
-    if not conn.ended and conn.instance_id == start and conn.up_ready:
+    if not conn.ended and conn.instance_id == start and conn.core.is_attached:
         conn.request_switch(REASON_DRAIN, force_at=deadline)
     with trio.move_on_after(conn.router.failover_grace + CLOSE_TIMEOUT):
         await _until_moved(conn, start)
 
 
 async def _until_moved(conn: Connection, start: str) -> None:
-    while not conn.ended and conn.instance_id == start and conn.up_ready:
+    while not conn.ended and conn.instance_id == start and conn.core.is_attached:
         await conn.changed.wait()
-    while not conn.ended and not conn.up_ready:
+    while not conn.ended and not conn.core.is_attached:
         await conn.changed.wait()
 
 

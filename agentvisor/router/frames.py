@@ -137,7 +137,8 @@ class FrameScanner:
 
     ``masked``: whether frames must be masked (True for what a client sends).
     ``max_message_bytes``: a message above it raises ``FrameError(1009)``.
-    ``needles``: complete text messages (unmasked, up to ``hold_limit``
+    ``needles``: complete text messages (unmasked, up to ``hold_limit``, or
+    ``read_limit`` for a server's frames, which are then read while they stream)
     bytes) containing any of them are reported as ``MESSAGE`` records.
     ``whole_messages``: report every data message as ``MESSAGE`` and no data
     frame as ``RAW`` (for relays that rewrite messages, e.g. ``wrap_messages``).
@@ -154,12 +155,14 @@ class FrameScanner:
         "_parts_size",
         "_stream_fin",
         "_stream_left",
+        "_stream_parts",
         "frames",
         "hold_limit",
         "masked",
         "max_message_bytes",
         "messages",
         "needles",
+        "read_limit",
         "whole_messages",
     )
 
@@ -171,17 +174,22 @@ class FrameScanner:
         needles: tuple[bytes, ...] = (),
         hold_limit: int = HOLD_LIMIT,
         whole_messages: bool = False,
+        read_limit: int | None = None,
     ) -> None:
         self.masked = masked
         self.max_message_bytes = max_message_bytes
         self.needles = needles
         self.hold_limit = hold_limit
         self.whole_messages = whole_messages
+        #: Unmasked text messages up to this size are read (for ``needles``) even when
+        #: their frames stream through; default ``hold_limit``.
+        self.read_limit = hold_limit if read_limit is None or masked else read_limit
         self.messages = 0
         self.frames = 0
         self._held = b""
         self._stream_left = 0  # bytes of a streamed (large) frame still to come
         self._stream_fin = False
+        self._stream_parts: list[bytes] | None = None  # a streamed frame's payload, read
         self._message_open = False  # a fragmented message has begun and not ended
         self._message_opcode = 0
         self._message_size = 0
@@ -234,7 +242,17 @@ class FrameScanner:
             taken = min(self._stream_left, size)
             self._stream_left -= taken
             pos = taken
+            parts = self._stream_parts
+            if parts is not None:
+                parts.append(buf[:taken] if taken < size else buf)
             if not self._stream_left:
+                self._stream_parts = None
+                if parts is not None and self._parts is not None:
+                    payload = b"".join(parts)
+                    self._parts.append(payload)
+                    self._parts_size += len(payload)
+                    if self._stream_fin:
+                        self._report(b"".join(self._parts), records)
                 self._end_data_frame(self._stream_fin, None, records)
         masked = self.masked
         while pos < size:
@@ -303,10 +321,23 @@ class FrameScanner:
             self._message_size = message_size
             if end > size:
                 # Stream a large frame through: forward what we have, skip the rest later.
+                readable = (
+                    bool(self.needles)
+                    and not masked
+                    and self._message_opcode == OP_TEXT
+                    and message_size <= self.read_limit
+                    and (self._parts is not None or not self._message_open)
+                )
+                if readable:
+                    self._stream_parts = [buf[pos + header : size]]
+                    if not self._message_open:
+                        self._parts, self._parts_size = [], 0
+                else:
+                    self._stream_parts = None
+                    self._parts = None
                 self._message_open = True
                 self._stream_left = end - size
                 self._stream_fin = fin
-                self._parts = None
                 self.frames += 1
                 pos = size
                 break
@@ -350,7 +381,7 @@ class FrameScanner:
                     self._parts, self._parts_size = [], 0
                 if self._parts is not None:
                     self._parts_size += len(payload)
-                    if self._parts_size > self.hold_limit and not self.whole_messages:
+                    if self._parts_size > self.read_limit and not self.whole_messages:
                         self._parts = None  # too large to read cheaply: not reported
                     else:
                         self._parts.append(payload)

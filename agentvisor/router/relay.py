@@ -1,17 +1,20 @@
-"""One client connection: frames relayed both ways, the engine hand-off, closes.
+"""One client connection: the trio shell around its core, and the engine hand-off.
 
-Two tasks per connection: the *client pump* reads the client and writes to
-the current worker; the connection's own task runs the *worker pump* (and,
-between workers, the switch of ``failover.py``). When both pumps have
-nothing special to do they park and the connection's sockets join the relay
-engine (``engine.py``), which relays without waking them; anything special
-hands the connection back, with what the engine read but did not finish
-left as a backlog that the pumps process first.
+The decisions and the state they need are the connection core's
+(``connection.py``, pure); this module does the I/O. Two tasks per
+connection: the *client pump* (``client_pump.py``) reads the client and
+writes to the current worker; the connection's own task runs the *worker
+pump* (``worker_pump.py``) and, between workers, the switch of
+``failover.py``. When the core says both directions are plain relaying the
+pumps park and the connection's sockets join the relay engine
+(``engine.py``), which relays without waking them; anything special hands
+the connection back, with what the engine read but did not finish left in
+the core as a backlog that the pumps process first.
 
-Each pump reads, scans frame headers (``frames.py``) and writes what it read
-in one piece, so backpressure is TCP's: a pump that cannot write does not
-read, and at most one read (64 KiB) plus one partial frame is held per
-direction. A slow client stalls only its own worker connection.
+Each pump reads, feeds the core and writes what it answers in one piece, so
+backpressure is TCP's: a pump that cannot write does not read, and at most
+one read (64 KiB) plus one partial frame is held per direction. A slow
+client stalls only its own worker connection.
 """
 
 from __future__ import annotations
@@ -20,39 +23,22 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import trio
 
 from agentvisor.router.channels import Channel, ChannelClosed, SocketChannel
-from agentvisor.router.client_pump import KEEPALIVE_PAYLOAD, client_pump, wrap_message
+from agentvisor.router.client_pump import client_pump, wrap_message
 from agentvisor.router.closing import finish
-from agentvisor.router.connection import (
-    Action,
-    Close,
-    ConnectionCore,
-    Notify,
-    Ping,
-    Policy,
-    client_message_limit,
-)
+from agentvisor.router.connection import ConnectionCore
 from agentvisor.router.engine import engine_error, on_client_readable, on_upstream_readable
 from agentvisor.router.failover import relay_loop
-from agentvisor.router.frames import (
-    CLOSE_GOING_AWAY,
-    OP_PING,
-    OP_TEXT,
-    FrameError,
-    FrameScanner,
-    Record,
-    encode_frame,
-    random_mask,
-)
+from agentvisor.router.frames import CLOSE_GOING_AWAY, OP_PING, encode_frame, random_mask
 from agentvisor.router.notices import error, notification
-from agentvisor.router.outcomes import CLEANUP_TIMEOUT, CLOSE_TIMEOUT, Outcome
-from agentvisor.router.sessions import SessionTracker
-from agentvisor.router.worker_pump import pump_worker
+from agentvisor.router.outcomes import CLEANUP_TIMEOUT, CLOSE_TIMEOUT
+from agentvisor.router.policy import Action, Close, Notify, Ping, Policy
+from agentvisor.router.sessions import Learned, SessionTracker
+from agentvisor.router.streams import KEEPALIVE_PAYLOAD
 from agentvisor.router.writer import ClientWriter
 
 if TYPE_CHECKING:
@@ -60,10 +46,7 @@ if TYPE_CHECKING:
     from agentvisor.router.server import Router
     from agentvisor.router.upstream import Upstream
 
-#: Client bytes kept while no worker is connected (beyond it the client pump waits).
-PENDING_LIMIT: Final = 1024 * 1024
 PING_FRAME: Final = encode_frame(OP_PING, KEEPALIVE_PAYLOAD)
-CLIENT_NEEDLES: Final = (b"user.message",)
 
 
 class Connection:
@@ -85,7 +68,6 @@ class Connection:
         self.client = client
         self.client_ip = client_ip
         self.plan = plan
-        self.writer = ClientWriter(client, evict=self.leave_engine)
         self.scope = trio.CancelScope()
         policy = Policy.build(
             agent_protocol=plan.agent_protocol,
@@ -94,6 +76,8 @@ class Connection:
             failover=config.failover,
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_timeout,
+            wrap=plan.wrap,
+            max_message_bytes=config.max_message_bytes,
         )
         self.tracker = SessionTracker(id_prefix=f"r{os.urandom(6).hex()}")
         self.core = ConnectionCore(
@@ -103,40 +87,21 @@ class Connection:
             error_notice=lambda code, message, recoverable: error(
                 code, message, recoverable=recoverable
             ),
+            encode=self._encode,
         )
-        self.client_scanner = FrameScanner(
-            masked=True,
-            max_message_bytes=client_message_limit(
-                config.max_message_bytes, agent_protocol=plan.agent_protocol
-            ),
-            needles=CLIENT_NEEDLES,
-            whole_messages=plan.wrap,
-        )
+        self.writer = ClientWriter(client, self.core, evict=self.leave_engine)
         self.client_initial = initial
         self.upstream: Upstream | None = None
-        self.up_ready = False
-        self.ready_event = trio.Event()
-        self.pending: list[bytes] = []  # client bytes kept while no worker is connected
-        self.pending_bytes = 0
-        self.pending_upto = 0  # the user messages (numbered by the tracker) in ``pending``
-        self.pending_limit = max(PENDING_LIMIT, config.max_message_bytes + 65536)
-        self.client_sending = False
+        self.ready_event = trio.Event()  # set while a worker is attached
+        self.client_sending = False  # the client pump writes to a worker
         self.awaiting_idle_client = False  # a switch waits for the client pump's write to end
-        self.client_waiting = False
-        self.client_sent_boundary = True
-        self.client_done = trio.Event()
+        self.client_waiting = False  # the client pump waits for a worker (its buffer is full)
+        self.client_ended = trio.Event()  # the client pump returned
         self.changed = trio.Event()  # set (and replaced) on turns ending, switches, the end
-        self.switch_reason: str | None = None
-        self.switch_force_at = math.inf  # a drain's deadline: then even a turn in flight moves
-        self.switches = 0
         self.interruptible: trio.CancelScope | None = None
         self.pump_receiving = False
         self.rerun_pump = False
-        self.client_closing = False  # the client's close frame went to the worker
-        self.upstream_closing = False  # the worker's close frame went to the client
-        self.close_deadline = math.inf
-        self.client_gone = False  # the client's socket ended without a close handshake
-        self.client_violation = False  # the client broke the protocol: its bytes are not parsed
+        self.close_deadline = math.inf  # the client's close went to the worker: its answer by then
         self.ended = False
         # the engine hand-off
         self.in_engine = False
@@ -145,11 +110,10 @@ class Connection:
         self.client_parked = False
         self.upstream_parked = False
         self.client_read_scope: trio.CancelScope | None = None
-        self.client_backlog: tuple[bytes, list[Record]] | None = None
-        self.client_write: tuple[bytes, int] | None = None
-        self.client_error: FrameError | None = None
+        self.client_write: tuple[bytes, int] | None = None  # the engine's unfinished write
         self.client_hangup = False  # the engine met the client's end of stream or an error
         self.client_counted = 0
+        self.upstream_counted = 0
         self.carry_in = 0
         self.carry_out = 0
 
@@ -159,17 +123,18 @@ class Connection:
     def close_code(self) -> int | None:
         return self.core.close_code
 
-    @close_code.setter
-    def close_code(self, code: int | None) -> None:
-        self.core.close_code = code
-
     @property
     def close_reason(self) -> str:
         return self.core.close_reason
 
-    @close_reason.setter
-    def close_reason(self, reason: str) -> None:
-        self.core.close_reason = reason
+    @property
+    def up_ready(self) -> bool:
+        """A worker is attached (else the core keeps the client's bytes)."""
+        return self.core.is_attached
+
+    @property
+    def switches(self) -> int:
+        return self.core.switches
 
     @property
     def instance_id(self) -> str:
@@ -189,9 +154,9 @@ class Connection:
         return self.client_sending or self.client_waiting
 
     def buffered_bytes(self) -> int:
-        held = self.client_scanner.held_bytes + self.pending_bytes
+        held = self.core.held_bytes
         if self.upstream is not None:
-            held += self.upstream.scanner.held_bytes + len(self.upstream.initial)
+            held += len(self.upstream.initial)
         return held
 
     def notify_changed(self) -> None:
@@ -215,20 +180,25 @@ class Connection:
             shutdown = trio.current_effective_deadline() == -math.inf
             with trio.CancelScope(shield=True) as cleanup:
                 cleanup.deadline = trio.current_time() + CLEANUP_TIMEOUT
-                await self._finish(shutdown=shutdown and self.close_code is None)
+                await finish(self, shutdown=shutdown and self.close_code is None)
             self.notify_changed()
 
-    def attach(self, upstream: Upstream) -> None:
-        self.core.attached(time.monotonic())
+    def connect(self, upstream: Upstream) -> None:
+        """A new worker connection (a failover's candidate); not relaying through it yet."""
         self.upstream = upstream
-        self.up_ready = True
+        self.core.upstream_connected()
+
+    def attach(self, upstream: Upstream) -> None:
+        if self.upstream is not upstream:
+            self.connect(upstream)
+        self.core.attached(time.monotonic())
         self.ready_event.set()
 
     def detach(self) -> None:
-        """No worker for now: client frames are buffered until ``attach``."""
+        """No worker for now: client frames are kept by the core until ``attach``."""
         self.leave_engine()
-        if self.up_ready:
-            self.up_ready = False
+        if self.core.is_attached:
+            self.core.detached()
             self.ready_event = trio.Event()
 
     def interrupt(self, *, only_if_receiving: bool = False) -> None:
@@ -241,13 +211,8 @@ class Connection:
     def request_switch(self, reason: str, *, force_at: float = math.inf) -> None:
         """Move to another instance at the next message boundary with no turn in flight
         (a drain), or at the next message boundary once ``force_at`` has passed."""
-        self.switch_reason = reason
-        self.switch_force_at = force_at
+        self.core.drain(reason, force_at=force_at)
         self.interrupt(only_if_receiving=True)
-
-    @property
-    def may_switch_now(self) -> bool:
-        return self.tracker.turns_in_flight == 0 or trio.current_time() >= self.switch_force_at
 
     def end(self, code: int, reason: str) -> None:
         """Close the connection now with ``code`` (keepalive timeout, forced disconnect)."""
@@ -257,9 +222,7 @@ class Connection:
 
     async def send_notice(self, frame: bytes) -> bool:
         """A management event, if the route's agents understand them (PROTOCOL.md §2)."""
-        if not self.core.policy.notices:
-            return False
-        return await self.writer.send_frame(frame)
+        return await self.writer.send_notice(frame)
 
     async def perform(self, actions: list[Action]) -> bool:
         """Do what the core asked (notices and pings written in order); True at a Close."""
@@ -279,8 +242,7 @@ class Connection:
 
     async def disconnect(self, reason: str, *, notify: bool, kind: str = "disconnect") -> None:
         """Close with 1001 after an optional notification (administrative, shutdown)."""
-        if self.close_code is None:
-            self.close_code, self.close_reason = CLOSE_GOING_AWAY, reason
+        self.core.end(CLOSE_GOING_AWAY, reason)
         with trio.move_on_after(CLOSE_TIMEOUT):
             if notify:
                 await self.send_notice(notification(kind, reason, severity="warning"))
@@ -293,32 +255,30 @@ class Connection:
     # -- the engine hand-off ---------------------------------------------------------
 
     def engine_ok(self) -> bool:
-        """Both directions are plain relaying: the engine may carry them."""
+        """The core says both directions are plain relaying, and no I/O is half done."""
         up = self.upstream
-        writer = self.writer
         return (
             up is not None
-            and self.up_ready
+            and self.core.plain
             and not self.ended
-            and self.switch_reason is None
-            and not self.client_closing
-            and not self.upstream_closing
-            and not self.plan.wrap
-            and writer.usable
-            and not writer.busy
-            and not writer.waiting
+            and not self.writer.busy
+            and self.writer.usable
             and isinstance(self.client, SocketChannel)
             and not self.client_initial
             and not up.initial
-            and self.client_backlog is None
             and self.client_write is None
-            and self.client_error is None
             and not self.client_hangup
-            and up.backlog is None
-            and up.write_rest is None
-            and not up.failed
-            and not self.tracker.resume_pending
         )
+
+    def engine_hangup(self, reason: str) -> None:
+        """The engine met the client's end of stream or a read error: a task reads again."""
+        self.client_hangup = True
+        self.engine_handoff(reason)
+
+    def engine_unsent(self, data: bytes, sent: int) -> None:
+        """The engine could write only ``sent`` bytes of ``data`` to the worker."""
+        self.client_write = (data, sent)
+        self.engine_handoff("client write blocked")
 
     async def park(self, side: str) -> None:
         """Wait while the engine relays; enter it when the other pump is parked too."""
@@ -411,7 +371,7 @@ class Connection:
         """Count relayed client bytes (totals kept per thread: the engine's or the router's)."""
         totals = self.router.engine if engine else self.router
         totals.bytes_in += size
-        done = self.client_scanner.messages - self.client_counted
+        done = self.core.inbound.scanner.messages - self.client_counted
         if not done:
             self.carry_in += size
             return
@@ -424,14 +384,14 @@ class Connection:
         for _ in range(done - 1):
             table.count_in(self.id, 0, now)
 
-    def count_out(self, up: Upstream, size: int, *, engine: bool = False) -> None:
+    def count_out(self, size: int, *, engine: bool = False) -> None:
         totals = self.router.engine if engine else self.router
         totals.bytes_out += size
-        done = up.scanner.messages - up.counted
+        done = self.core.upstream_messages - self.upstream_counted
         if not done:
             self.carry_out += size
             return
-        up.counted += done
+        self.upstream_counted += done
         totals.messages_out += done
         now = time.time()
         table = self.router.table
@@ -440,42 +400,29 @@ class Connection:
         for _ in range(done - 1):
             table.count_out(self.id, 0, now)
 
-    def observe_upstream(self, payload: bytes) -> None:
-        learned = self.tracker.upstream_message(payload)
+    def observe_upstream(self, learned: list[Learned]) -> None:
+        """What the core learned from worker messages: for the table and the drain."""
         table = self.router.table
-        if learned.session is not None:
-            table.learn_session(self.id, learned.session)
-        if learned.closed is not None:
-            table.forget_session(learned.closed)
-        if learned.turn_ended:
-            self.core.turn_ended()
-        if learned.turn_ended or learned.closed is not None:
+        changed = False
+        for fact in learned:
+            if fact.session is not None:
+                table.learn_session(self.id, fact.session)
+            if fact.closed is not None:
+                table.forget_session(fact.closed)
+            changed = changed or fact.turn_ended or fact.closed is not None
+        if changed:
             self.notify_changed()
-
-    # -- the worker → client direction ---------------------------------------------
-
-    async def pump_upstream(
-        self,
-        up: Upstream,
-        *,
-        until: Callable[[], bool] | None = None,
-        deadline: float = math.inf,
-    ) -> Outcome:
-        """Relay the worker's frames to the client until something ends the phase."""
-        return await pump_worker(self, up, until=until, deadline=deadline)
 
     # -- the client → worker direction ---------------------------------------------
 
     async def to_upstream(self, data: bytes, sent: int = 0) -> None:
-        """Write client bytes to the worker, or keep them (bounded) while there is none.
+        """Write client bytes to the worker, or have the core keep them while there is none.
 
         ``sent``: bytes of ``data`` the engine already wrote to the current worker.
         """
-        while not self.up_ready:
-            if not self.pending or self.pending_bytes + len(data) <= self.pending_limit:
-                self.pending.append(data)
-                self.pending_bytes += len(data)
-                self.pending_upto = self.tracker.recorded
+        core = self.core
+        while not core.is_attached:
+            if core.hold(data):
                 return
             self.client_waiting = True
             try:
@@ -487,27 +434,19 @@ class Connection:
         self.client_sending = True
         try:
             await up.channel.send(memoryview(data)[sent:] if sent else data)
-            self.client_sent_boundary = self.client_scanner.sent_to_message_boundary
-            self.tracker.mark_sent(self.tracker.recorded)
+            core.client_written()
         except ChannelClosed:
             # The worker went away under the write: its successor gets these bytes.
             self.detach()
-            self.pending.append(data)
-            self.pending_bytes += len(data)
-            self.pending_upto = self.tracker.recorded
+            core.hold(data, force=True)
             self.interrupt(only_if_receiving=True)
         finally:
             self.client_sending = False
             if self.awaiting_idle_client:
                 self.notify_changed()
 
-    def client_frame(self, payload: bytes) -> bytes:
-        """A client text message, as the worker gets it (masked; wrapped if the route asks)."""
+    def _encode(self, opcode: int, payload: bytes) -> bytes:
+        """A client message as the worker gets it (masked; wrapped if the route asks)."""
         if self.plan.wrap:
-            return wrap_message(self, OP_TEXT, payload)
-        return encode_frame(OP_TEXT, payload, mask=random_mask())
-
-    # -- the end -----------------------------------------------------------------------
-
-    async def _finish(self, *, shutdown: bool) -> None:
-        await finish(self, shutdown=shutdown)
+            return wrap_message(self, opcode, payload)
+        return encode_frame(opcode, payload, mask=random_mask())

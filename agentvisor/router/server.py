@@ -21,7 +21,6 @@ TLS need a restart, as the supervisor reports).
 from __future__ import annotations
 
 import errno
-import fnmatch
 import logging
 import os
 import random
@@ -34,7 +33,6 @@ from collections import Counter
 import trio
 
 from agentvisor.config.model import Config
-from agentvisor.errors import AgentvisorError
 from agentvisor.events import ConnectionOpened, ConnectionRefused, EventBus
 from agentvisor.router import notices
 from agentvisor.router.channels import (
@@ -45,9 +43,14 @@ from agentvisor.router.channels import (
     configure_socket,
 )
 from agentvisor.router.coldstart import ColdStart
-from agentvisor.router.connection import Close, Ping
 from agentvisor.router.engine import RelayEngine
-from agentvisor.router.frames import CLOSE_POLICY, CLOSE_TRY_AGAIN
+from agentvisor.router.frames import (
+    CLOSE_POLICY,
+    CLOSE_TRY_AGAIN,
+    OP_CLOSE,
+    close_payload,
+    encode_frame,
+)
 from agentvisor.router.handshake import (
     HandshakeError,
     UpgradeRequest,
@@ -57,12 +60,14 @@ from agentvisor.router.handshake import (
     read_head,
 )
 from agentvisor.router.lifecycle import RouterLifecycle
+from agentvisor.router.listen import open_listener, origin_allowed, raise_fd_limit
+from agentvisor.router.policy import Close, Ping
 from agentvisor.router.relay import Connection
 from agentvisor.router.routing import EndpointSource, Plan, Routing, endpoint_url
 from agentvisor.router.rules import ClientInfo, Reject, Route
 from agentvisor.router.table import ConnectionRecord, ConnectionStatus, ConnectionTable
 from agentvisor.router.upstream import Refusal, Upstream, UpstreamFailed, open_upstream
-from agentvisor.router.writer import ClientWriter, await_close_reply
+from agentvisor.router.writer import await_close_reply
 
 log = logging.getLogger("agentvisor.router")
 
@@ -70,54 +75,6 @@ log = logging.getLogger("agentvisor.router")
 REFUSAL_SLACK = 256
 #: Wait between connection attempts to an instance that just failed.
 RETRY_DELAY = 0.5
-LISTEN_BACKLOG = 4096
-
-
-def parse_bind(bind: str) -> tuple[str, int]:
-    """``"127.0.0.1:9090"``, ``"[::1]:9090"``, ``":9090"`` (all interfaces)."""
-    host, _, port = bind.rpartition(":")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
-
-
-class RouterBindError(AgentvisorError):
-    """A ``[router] bind`` cannot be listened on (in use, not an address of this host)."""
-
-    code = "ROUTER_BIND_FAILED"
-
-
-def open_listener(bind: str) -> socket.socket:
-    """A listening socket on ``bind``; a failure names the bind and why, in one line."""
-    try:
-        return _listen(bind)
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise RouterBindError(f"cannot listen on router bind {bind!r}: {reason}") from None
-
-
-def _listen(bind: str) -> socket.socket:
-    host, port = parse_bind(bind)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host, port))
-        sock.listen(LISTEN_BACKLOG)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
-    """No Origin header (not a browser) passes; else it must match an entry (``*`` globs)."""
-    if origin is None or "*" in allowed:
-        return True
-    lowered = origin.lower()
-    return any(fnmatch.fnmatchcase(lowered, entry.lower()) for entry in allowed)
 
 
 class Router(RouterLifecycle):
@@ -475,12 +432,11 @@ class Router(RouterLifecycle):
     ) -> None:
         """Accept the upgrade only to say why not: ``error`` event, then close ``code``."""
         self._refused(ip, code, reason, rule)
-        await channel.send(accept_response(request.key))
-        writer = ClientWriter(channel)
+        frames = [accept_response(request.key)]
         if error_code is not None and self.config.router.management_events:
-            frame = notices.error(error_code, reason, recoverable=code == CLOSE_TRY_AGAIN)
-            await writer.send_frame(frame)
-        await writer.close(code, reason)
+            frames.append(notices.error(error_code, reason, recoverable=code == CLOSE_TRY_AGAIN))
+        frames.append(encode_frame(OP_CLOSE, close_payload(code, reason)))
+        await channel.send(b"".join(frames))
         await await_close_reply(channel, parse=True)
 
     def _refused(self, ip: str, code: int, reason: str, rule: str | None) -> None:
@@ -519,16 +475,3 @@ class Router(RouterLifecycle):
         self.connections.pop(connection.id, None)
         self.table.set_status(connection.id, ConnectionStatus.CLOSING)
         self.closed(connection, self.table.remove(connection.id))
-
-
-def raise_fd_limit(wanted: int) -> None:
-    """Raise the soft open-files limit toward ``wanted`` (two sockets per client)."""
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        if soft != resource.RLIM_INFINITY and soft < target:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (ImportError, ValueError, OSError):
-        pass

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from attrs import frozen
 
 from agentvisor.router.channels import ChannelClosed, SocketChannel, connect_tcp
-from agentvisor.router.frames import FrameScanner, Record
 from agentvisor.router.handshake import (
     HandshakeError,
     UpgradeRequest,
@@ -23,9 +22,6 @@ from agentvisor.router.handshake import (
     upstream_request,
 )
 from agentvisor.supervise.registry import Endpoint
-
-UPSTREAM_NEEDLES = (b"agent.",)
-
 
 #: Bytes of a worker's refusal body passed on to the client.
 MAX_REFUSAL_BODY = 64 * 1024
@@ -54,19 +50,9 @@ class UpstreamFailed(Exception):
 
 
 class Upstream:
-    """A worker connection after its handshake."""
+    """A worker connection after its handshake (its frames are the connection core's)."""
 
-    __slots__ = (
-        "backlog",
-        "channel",
-        "counted",
-        "endpoint",
-        "failed",
-        "initial",
-        "scanner",
-        "subprotocol",
-        "write_rest",
-    )
+    __slots__ = ("channel", "endpoint", "initial", "subprotocol")
 
     def __init__(
         self, endpoint: Endpoint, channel: SocketChannel, initial: bytes, subprotocol: str | None
@@ -75,12 +61,6 @@ class Upstream:
         self.channel = channel
         self.initial = initial  # bytes that came right after the worker's 101
         self.subprotocol = subprotocol
-        self.scanner = FrameScanner(masked=False, needles=UPSTREAM_NEEDLES)
-        self.counted = 0  # messages of ``scanner`` already counted in the table
-        # left by the relay engine when it hands the connection back (engine.py)
-        self.backlog: tuple[bytes, list[Record]] | None = None  # scanned, not yet relayed
-        self.write_rest: tuple[bytes, int, bool] | None = None  # data, bytes sent, boundary
-        self.failed = False  # the worker broke the protocol
 
     @property
     def url(self) -> str:

@@ -1,10 +1,11 @@
 """The worker → client direction of a connection, when its task (not the engine) relays.
 
-It reads the worker, scans frame headers, learns from ``agent.*`` messages,
-and writes to the client through the connection's single writer. It also
-meets the worker's close frame: one with a failover code (1001, 1011, 1012)
-or the stream simply ending is a *loss* (``failover.py`` takes over);
-any other close is passed to the client and the close handshake completed.
+It reads the worker, feeds the connection core (which scans the frames,
+learns from ``agent.*`` messages and decides what a close frame means) and
+writes what the core queued for the client through the connection's single
+writer. A close with a failover code (1001, 1011, 1012) or the stream
+simply ending is a *loss* (``failover.py`` takes over); any other close is
+passed to the client and the close handshake completed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from agentvisor.router.channels import ChannelClosed
-from agentvisor.router.frames import MESSAGE, OP_CLOSE, RAW, FrameError, Record, parse_close
+from agentvisor.router.connection import ConnectionCore, UpstreamState
 from agentvisor.router.outcomes import CLOSE_TIMEOUT, Outcome
 
 if TYPE_CHECKING:
@@ -32,36 +33,22 @@ async def pump_worker(
     deadline: float = math.inf,
 ) -> Outcome:
     """Relay the worker's frames to the client until something ends the phase."""
+    core = conn.core
     scope = trio.CancelScope(deadline=conn.close_deadline)
     conn.interruptible = scope
     try:
         with scope:
             while True:
-                if (
-                    conn.switch_reason is not None
-                    and until is None
-                    and up.scanner.at_message_boundary
-                    and conn.client_sent_boundary
-                    and up.backlog is None
-                    and up.write_rest is None
-                    and conn.client_write is None
-                    and conn.client_backlog is None
-                    and conn.may_switch_now
+                if until is None and core.switch_due(
+                    trio.current_time(), idle=conn.client_write is None
                 ):
                     return Outcome.SWITCH
-                if until is not None and until():
-                    return Outcome.PHASE_DONE
-                if up.failed:
+                if until is not None and until() and core.output.boundary:
+                    return Outcome.PHASE_DONE  # (not inside a frame: a notice may follow)
+                if core.upstream is UpstreamState.LOST:
                     return Outcome.LOST
-                if up.write_rest is not None:
-                    unsent, sent, boundary = up.write_rest
-                    up.write_rest = None
-                    await conn.writer.relay(memoryview(unsent)[sent:], boundary)
-                    continue
-                if up.backlog is not None:
-                    buf, records = up.backlog
-                    up.backlog = None
-                else:
+                before = core.output.relayed
+                if not core.output.has_relayed:
                     if until is None and conn.engine_ok():
                         conn.pump_receiving = True
                         try:
@@ -69,22 +56,38 @@ async def pump_worker(
                         finally:
                             conn.pump_receiving = False
                         continue
-                    conn.release_parked()
-                    data = await _read(conn, up, deadline)
-                    if data is None:
-                        return Outcome.PHASE_TIMEOUT
-                    if not data:
-                        return Outcome.LOST
-                    try:
-                        buf, records = up.scanner.feed(data)
-                    except FrameError:
-                        return Outcome.LOST
-                outcome = await _relay(conn, up, buf, records)
-                if outcome is not None:
-                    return await _after_close(conn, outcome)
+                    if core.outbound.has_backlog:
+                        learned = core.upstream_data(b"")
+                    else:
+                        conn.release_parked()
+                        data = await _read(conn, up, deadline)
+                        if data is None:
+                            return Outcome.PHASE_TIMEOUT
+                        if not data:
+                            core.upstream_eof()
+                            return Outcome.LOST
+                        learned = core.upstream_data(data)
+                    if learned:
+                        conn.observe_upstream(learned)
+                try:
+                    await conn.writer.flush()
+                except ChannelClosed:
+                    core.client_lost()  # reset under the write: the worker is told (1001)
+                    return Outcome.CLOSED
+                conn.count_out(core.output.relayed - before)
+                state = _state(core)
+                if state is UpstreamState.LOST:
+                    return Outcome.LOST
+                if state is UpstreamState.CLOSED:
+                    return await _after_close(conn)
     finally:
         conn.interruptible = None
     return Outcome.INTERRUPTED
+
+
+def _state(core: ConnectionCore) -> UpstreamState:
+    """The worker's stream after a read (a function: the read changed it)."""
+    return core.upstream
 
 
 async def _read(conn: Connection, up: Upstream, deadline: float) -> bytes | None:
@@ -105,52 +108,9 @@ async def _read(conn: Connection, up: Upstream, deadline: float) -> bytes | None
         conn.pump_receiving = False
 
 
-async def _relay(
-    conn: Connection, up: Upstream, buf: bytes, records: list[Record]
-) -> Outcome | None:
-    outcome = None
-    if len(records) == 1 and records[0][0] == RAW and records[0][2] == len(buf):
-        out = buf if records[0][1] == 0 else buf[records[0][1] :]
-    else:
-        out, outcome = _split(conn, buf, records)
-    conn.count_out(up, len(out))
-    if out:
-        try:
-            await conn.writer.relay(out, up.scanner.sent_to_boundary or outcome is not None)
-        except ChannelClosed:
-            conn.client_gone = True  # reset under the write: the worker is told (1001)
-            return Outcome.CLOSED
-    return outcome
-
-
-def _split(conn: Connection, buf: bytes, records: list[Record]) -> tuple[bytes, Outcome | None]:
-    pieces: list[bytes] = []
-    for record in records:
-        kind = record[0]
-        if kind == RAW:
-            pieces.append(buf[record[1] : record[2]])
-        elif kind == MESSAGE:
-            conn.observe_upstream(record[2])
-        elif record[1] == OP_CLOSE:
-            code, reason = parse_close(record[2])
-            if conn.core.fails_over(code, client_closing=conn.client_closing):
-                return b"".join(pieces), Outcome.LOST
-            pieces.append(buf[record[3] : record[4]])
-            if not conn.client_closing:
-                conn.upstream_closing = True
-                conn.close_code, conn.close_reason = code, reason
-            return b"".join(pieces), Outcome.CLOSED
-        else:  # the worker's pings and pongs go to the client, which answers them
-            pieces.append(buf[record[3] : record[4]])
-    return b"".join(pieces), None
-
-
-async def _after_close(conn: Connection, outcome: Outcome) -> Outcome:
-    if outcome is not Outcome.CLOSED:
-        return outcome
-    conn.writer.mark_closed()
-    if conn.upstream_closing:
+async def _after_close(conn: Connection) -> Outcome:
+    if conn.core.upstream_closing:
         # The worker began the close: the client's answer goes back to it.
         with trio.move_on_after(CLOSE_TIMEOUT):
-            await conn.client_done.wait()
+            await conn.client_ended.wait()
     return Outcome.CLOSED

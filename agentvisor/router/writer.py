@@ -1,16 +1,16 @@
-"""The client side's single writer: relayed bytes and the router's own frames, never interleaved.
+"""The client side's single writer: it writes what the connection core hands out, in order.
 
 Several tasks write to a client: the relay (frames from the worker), the
 keepalive (pings), management events (routed, switched, notifications) and
-closes. A frame of the router's own may only go out between two frames, and
-only when no other write is under way. The relay calls :meth:`relay` with
-what it read and whether that ended at a frame boundary; everything else
-calls :meth:`send_frame`, which waits for a boundary and takes priority over
-the relay there, so a notification is not starved by a busy stream.
+closes. They do not choose where their bytes go: the relay puts what it read
+into the core's client-bound queue, a frame of the router's own is queued
+beside it (``output.py``), and whichever task finds the writer idle takes the
+next bytes from the core and writes them. The core hands a frame of the
+router's own out only at a frame boundary, so no task needs to know where one
+is. One write at a time (``busy``), in the order the core handed the bytes out.
 
-After our close frame (``closed``) nothing more is written; after a write
-was interrupted half-way (``broken``) the stream is unusable and the only
-thing left is to drop the connection.
+After a write was interrupted half-way (``broken``) the stream is unusable
+and the only thing left is to drop the connection.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Callable
 import trio
 
 from agentvisor.router.channels import Channel, ChannelClosed, SocketChannel
+from agentvisor.router.connection import ConnectionCore
 from agentvisor.router.frames import (
     CONTROL,
     OP_CLOSE,
@@ -32,44 +33,65 @@ from agentvisor.router.frames import (
 
 
 class ClientWriter:
-    __slots__ = (
-        "_evict",
-        "_lot",
-        "_waiting",
-        "at_boundary",
-        "broken",
-        "busy",
-        "channel",
-        "closed",
-    )
+    __slots__ = ("_evict", "_lot", "broken", "busy", "channel", "core")
 
-    def __init__(self, channel: Channel, *, evict: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, channel: Channel, core: ConnectionCore, *, evict: Callable[[str], None]
+    ) -> None:
         self.channel = channel
+        self.core = core
         self._evict = evict  # takes the connection back from the relay engine first
         self.busy = False
-        self.at_boundary = True
         self.broken = False
-        self.closed = False
-        self._waiting = 0  # router frames waiting for a boundary
         self._lot: trio.lowlevel.ParkingLot | None = None  # created on first contention
 
     @property
-    def waiting(self) -> bool:
-        """A frame of the router's own waits for its turn."""
-        return self._waiting > 0
-
-    @property
     def usable(self) -> bool:
-        return not self.closed and not self.broken
+        return not self.broken
 
-    async def relay(self, data: bytes | memoryview, boundary: bool) -> None:
-        """Write relayed bytes; ``boundary``: they end at a frame boundary."""
-        if self.busy or (self._waiting and self.at_boundary):
-            await self._park_until(
-                lambda: not self.busy and not (self._waiting and self.at_boundary)
-            )
-        if self.closed or self.broken:
-            return  # nothing may follow a close; relayed bytes are dropped
+    async def flush(self) -> None:
+        """Write the relayed bytes waiting in the core (and own frames they let through)."""
+        core = self.core
+        while core.output.has_relayed and not self.broken:
+            if self.busy:
+                await self._park()
+                continue
+            await self._write(core.take_output())
+
+    async def send_frame(self, frame: bytes, *, close: bool = False) -> bool:
+        """Write one whole frame of the router's own; False when it cannot go (any more)."""
+        self._evict("router frame")
+        ticket = self.core.send_own(frame, close=close)
+        return await self._until_out(ticket)
+
+    async def send_notice(self, frame: bytes) -> bool:
+        """A management event, if the route's agents understand them (PROTOCOL.md §2)."""
+        self._evict("router frame")
+        return await self._until_out(self.core.notice(frame))
+
+    async def close(self, code: int, reason: str = "") -> bool:
+        """Send our close frame (once); afterwards nothing more is written."""
+        return await self.send_frame(
+            encode_frame(OP_CLOSE, close_payload(code, reason)), close=True
+        )
+
+    async def _until_out(self, ticket: int | None) -> bool:
+        if ticket is None:
+            return False
+        output = self.core.output
+        while not output.handed_out(ticket):
+            if self.broken:
+                return False
+            data = b"" if self.busy else self.core.take_output()
+            if data:
+                await self._write(data)
+            else:  # another write is under way, or the relay has not reached a boundary
+                await self._park()
+        while self.busy:  # the write that carries it
+            await self._park()
+        return not self.broken
+
+    async def _write(self, data: bytes) -> None:
         self.busy = True
         try:
             await self.channel.send(data)
@@ -79,54 +101,11 @@ class ClientWriter:
         finally:
             self.busy = False
             self.wake()
-        self.at_boundary = boundary
 
-    async def send_frame(self, frame: bytes) -> bool:
-        """Write one whole frame of the router's own; False when the stream is unusable."""
-        self._waiting += 1
-        if self._evict is not None:
-            self._evict("router frame")
-        try:
-            if self.busy or not self.at_boundary:
-                await self._park_until(
-                    lambda: (not self.busy and self.at_boundary) or self.closed or self.broken
-                )
-            if self.closed or self.broken:
-                return False
-            self.busy = True
-            try:
-                await self.channel.send(frame)
-            except BaseException:
-                self.broken = True
-                raise
-            finally:
-                self.busy = False
-        finally:
-            self._waiting -= 1
-            self.wake()
-        return True
-
-    async def close(self, code: int, reason: str = "") -> bool:
-        """Send our close frame (once); afterwards nothing more is written."""
-        if self.closed:
-            return False
-        sent = await self.send_frame(encode_frame(OP_CLOSE, close_payload(code, reason)))
-        self.closed = True
-        self.wake()
-        return sent
-
-    def mark_closed(self) -> None:
-        """A close frame was relayed (the worker's): nothing may follow it."""
-        self.closed = True
-        self.wake()
-
-    async def _park_until(self, ready: Callable[[], bool]) -> None:
+    async def _park(self) -> None:
         if self._lot is None:
             self._lot = trio.lowlevel.ParkingLot()
-        while not ready():
-            if not self.busy:
-                self.wake()  # the state may have changed without a wake (the engine writes)
-            await self._lot.park()
+        await self._lot.park()
 
     def wake(self) -> None:
         if self._lot:

@@ -14,17 +14,17 @@ from typing import Any
 
 from hypothesis import given, settings
 
-from agentvisor.router.connection import (
+from agentvisor.router.connection import ConnectionCore
+from agentvisor.router.frames import FrameScanner
+from agentvisor.router.policy import (
     AGENT_FRAME_CEILING,
     Close,
-    ConnectionCore,
     Failover,
     Notify,
     Ping,
     Policy,
     client_message_limit,
 )
-from agentvisor.router.frames import FrameScanner
 from agentvisor.router.sessions import MAX_KEPT_PER_SESSION
 from tests.strategies import connection_runs
 
@@ -38,7 +38,9 @@ def error_notice(code: str, message: str, recoverable: bool) -> bytes:
 def core(**policy: Any) -> ConnectionCore:
     options: dict[str, Any] = {"agent_protocol": True, "notices": True, "failover": True}
     options.update(policy)
-    return ConnectionCore(Policy(**options), now=0.0, error_notice=error_notice)
+    return ConnectionCore(
+        Policy(**options), now=0.0, error_notice=error_notice, encode=lambda _op, data: data
+    )
 
 
 # -- what a route's agents understand --------------------------------------------------
@@ -124,9 +126,10 @@ def test_keepalive_pings_an_idle_client_and_closes_a_silent_one() -> None:
 
 def test_a_vanished_client_is_reported_to_the_worker_as_going_away() -> None:
     connection = core()
-    assert connection.worker_close_code(shutdown=False, client_gone=True) == 1001
-    assert connection.worker_close_code(shutdown=True, client_gone=False) == 1001
-    assert connection.worker_close_code(shutdown=False, client_gone=False) == 1000
+    assert connection.worker_close_code(shutdown=True) == 1001
+    assert connection.worker_close_code(shutdown=False) == 1000
+    connection.client_lost()
+    assert connection.worker_close_code(shutdown=False) == 1001
 
 
 def test_agent_routes_leave_message_too_large_to_the_worker() -> None:
@@ -194,7 +197,7 @@ def test_every_message_is_answered_once_and_stored_once(run: list[tuple[str, flo
         connection.resume_frames(lambda: MASK)
         model.resume()
         tracker.upstream_message(b'{"event":"agent.session_resumed","session_id":"s","seq":0}')
-        for payload in connection.resend_frames(in_flight, lambda payload: payload):
+        for payload in connection.resend_frames(in_flight):
             model.receive(payload)
         connection.attached(now)
 

@@ -97,6 +97,21 @@ def test_any_split_forwards_the_same_bytes_and_finds_the_same_frames(
     assert scanner.messages == sum(1 for _op, _p, fin in frames if fin and _op < 8)
 
 
+@settings(max_examples=200, deadline=None)
+@given(frames=streams, cuts=st.lists(st.integers(min_value=0), max_size=12))
+def test_a_servers_text_messages_are_read_up_to_the_read_limit_even_when_streamed(
+    frames: list[Frame], cuts: list[int]
+) -> None:
+    data = encode_all(frames, masked=False)
+    scanner = FrameScanner(masked=False, needles=(b"",), hold_limit=100, read_limit=400)
+
+    forwarded, seen = rescan(data, split(data, cuts), scanner)
+
+    assert forwarded == data
+    messages_found = [s[2] for s in seen if s[0] == "message"]
+    assert messages_found == [t for t in _text_messages(frames) if len(t) <= 400]
+
+
 def _text_messages(frames: list[Frame]) -> list[bytes]:
     found: list[bytes] = []
     current: list[bytes] | None = None

@@ -1,0 +1,171 @@
+"""The two byte streams of a connection, scanned (pure): what to forward, what to read.
+
+:class:`ClientStream` (client → worker) and :class:`WorkerStream` (worker →
+client, one per worker connection) wrap a :class:`~agentvisor.router.frames.FrameScanner`
+and turn what was read into the bytes to forward, the messages the core must
+read and the close frame met, if any. They decide nothing about the
+connection: the core (``connection.py``) owns them and says what a close
+means. The engine's fast path (the core's ``*_fast``) is one scan and one slice;
+a chunk with anything else in it is kept as a backlog for a task (``feed(b"")``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from agentvisor.router.frames import (
+    MESSAGE,
+    OP_CLOSE,
+    OP_PONG,
+    OP_TEXT,
+    RAW,
+    FrameScanner,
+    Record,
+    parse_close,
+)
+from agentvisor.router.policy import Policy
+from agentvisor.router.sessions import SessionTracker
+
+CLIENT_NEEDLES: Final = (b"user.message",)
+UPSTREAM_NEEDLES: Final = (b"agent.",)
+KEEPALIVE_PAYLOAD: Final = b"agentvisor-keepalive"
+#: An agent worker's events up to this size are read, even those streamed through in
+#: pieces (a final answer over 64 KiB still ends its turn).
+AGENT_READ_LIMIT: Final = 1024 * 1024
+
+#: ``encode(opcode, payload)``: a client message as the worker gets it (masked; wrapped
+#: when the route asks). Injected: masks are random.
+Encode = Callable[[int, bytes], bytes]
+#: A close frame met: (code, reason, the frame's bytes as read).
+CloseFrame = tuple[int, str, bytes]
+
+
+def _plain_run(buf: bytes, records: list[Record]) -> bytes | None:
+    """The bytes to forward when ``records`` are one raw range to the end; else None."""
+    if len(records) == 1 and records[0][0] == RAW and records[0][2] == len(buf):
+        return buf if records[0][1] == 0 else buf[records[0][1] :]
+    return None
+
+
+class ClientStream:
+    """Client → worker: keepalive pongs swallowed, ``user.message`` counted and given an id."""
+
+    __slots__ = ("_backlog", "_encode", "_policy", "_tracker", "scanner")
+
+    def __init__(self, policy: Policy, tracker: SessionTracker, encode: Encode) -> None:
+        self._policy = policy
+        self._tracker = tracker
+        self._encode = encode
+        self.scanner = FrameScanner(
+            masked=True,
+            max_message_bytes=policy.client_limit,
+            needles=CLIENT_NEEDLES,
+            whole_messages=policy.wrap,
+        )
+        self._backlog: tuple[bytes, list[Record]] | None = None
+
+    @property
+    def has_backlog(self) -> bool:
+        return self._backlog is not None
+
+    def keep(self, buf: bytes, records: list[Record]) -> None:
+        """A chunk the engine scanned but cannot forward as it is: ``feed(b"")`` takes it."""
+        self._backlog = (buf, records)
+
+    def feed(self, data: bytes) -> tuple[bytes, CloseFrame | None]:
+        """Bytes to forward (up to a close frame) and the close; b"": the backlog."""
+        if data:
+            buf, records = self.scanner.feed(data)
+        elif self._backlog is not None:
+            (buf, records), self._backlog = self._backlog, None
+        else:
+            return b"", None
+        out = _plain_run(buf, records)
+        if out is not None:
+            return out, None
+        pieces: list[bytes] = []
+        swaps: list[tuple[int, int, bytes]] = []  # frames sent in another form
+        policy = self._policy
+        for record in records:
+            kind = record[0]
+            if kind == RAW:
+                if swaps:
+                    _with_swaps(pieces, buf, record[1], record[2], swaps)
+                else:
+                    pieces.append(buf[record[1] : record[2]])
+            elif kind == MESSAGE:
+                opcode, payload = record[1], record[2]
+                if policy.wrap:
+                    pieces.append(self._encode(opcode, payload))
+                if opcode == OP_TEXT and b"user.message" in payload:
+                    can_rewrite = policy.agent_protocol and not policy.wrap and record[3] >= 0
+                    sent = self._tracker.client_message(payload, can_rewrite=can_rewrite)
+                    if sent is not None and sent is not payload:  # a message_id was assigned
+                        swaps.append((record[3], record[4], self._encode(OP_TEXT, sent)))
+            elif record[1] == OP_CLOSE:
+                code, reason = parse_close(record[2])
+                return b"".join(pieces), (code, reason, buf[record[3] : record[4]])
+            elif record[1] == OP_PONG and record[2] == KEEPALIVE_PAYLOAD:
+                continue  # the answer to our keepalive ping
+            else:
+                pieces.append(buf[record[3] : record[4]])
+        return b"".join(pieces), None
+
+
+class WorkerStream:
+    """Worker → client for one worker connection: ``agent.*`` messages picked out."""
+
+    __slots__ = ("_backlog", "scanner")
+
+    def __init__(self, *, agent_protocol: bool = True) -> None:
+        read_limit = AGENT_READ_LIMIT if agent_protocol else None
+        self.scanner = FrameScanner(masked=False, needles=UPSTREAM_NEEDLES, read_limit=read_limit)
+        self._backlog: tuple[bytes, list[Record]] | None = None
+
+    @property
+    def has_backlog(self) -> bool:
+        return self._backlog is not None
+
+    def keep(self, buf: bytes, records: list[Record]) -> None:
+        """A chunk the engine scanned but cannot forward as it is: ``feed(b"")`` takes it."""
+        self._backlog = (buf, records)
+
+    def feed(self, data: bytes) -> tuple[bytes, list[bytes], CloseFrame | None]:
+        """Bytes to forward (up to a close frame), the messages to read, and the close."""
+        if data:
+            buf, records = self.scanner.feed(data)
+        elif self._backlog is not None:
+            (buf, records), self._backlog = self._backlog, None
+        else:
+            return b"", [], None
+        out = _plain_run(buf, records)
+        if out is not None:
+            return out, [], None
+        messages: list[bytes] = []
+        pieces: list[bytes] = []
+        for record in records:
+            kind = record[0]
+            if kind == RAW:
+                pieces.append(buf[record[1] : record[2]])
+            elif kind == MESSAGE:
+                messages.append(record[2])
+            elif record[1] == OP_CLOSE:
+                code, reason = parse_close(record[2])
+                return b"".join(pieces), messages, (code, reason, buf[record[3] : record[4]])
+            else:  # the worker's pings and pongs go to the client, which answers them
+                pieces.append(buf[record[3] : record[4]])
+        return b"".join(pieces), messages, None
+
+
+def _with_swaps(
+    pieces: list[bytes], buf: bytes, start: int, end: int, swaps: list[tuple[int, int, bytes]]
+) -> None:
+    """``buf[start:end]`` with the frames in ``swaps`` (inside that range) replaced."""
+    pos = start
+    while swaps and swaps[0][0] < end:
+        frame_start, frame_end, frame = swaps.pop(0)
+        pieces.append(buf[pos:frame_start])
+        pieces.append(frame)
+        pos = frame_end
+    pieces.append(buf[pos:end])
