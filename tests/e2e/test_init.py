@@ -29,7 +29,10 @@ def test_init_writes_a_config_and_an_agent_that_check_clean(tmp_path: Path) -> N
     ]
     check = agentvisor(tmp_path, "check")  # the agent file is loaded, not only the TOML
     assert check.returncode == 0, check.stdout + check.stderr
-    assert check.stdout == "agentvisor.toml: ok (1 agent, 0 routes)\n"
+    ok, environment = check.stdout.splitlines()
+    assert ok == "agentvisor.toml: ok (1 agent, 0 routes)"
+    # The starter reads ${AGENTVISOR_LOG_LEVEL}; check says whose environment it used.
+    assert environment.startswith("${VAR} read from this shell's environment")
 
 
 def test_init_into_a_new_directory_names_it(tmp_path: Path) -> None:
