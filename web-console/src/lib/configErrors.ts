@@ -25,8 +25,10 @@ export function fieldErrors(error: unknown, service: string, fields: readonly st
     }
     return out
   }
-  if (error.code === 'INVALID_REQUEST') {
-    const named = /'([a-z_]+)'/.exec(error.message)?.[1]
+  if (error.code === 'INVALID_REQUEST' || error.code === 'VALIDATION_ERROR') {
+    // The body's schema names the field in details.field ("replicas", "config.replicas").
+    const field = typeof error.details.field === 'string' ? error.details.field : undefined
+    const named = field?.replace(/^config\./, '').split(/[.[]/)[0] ?? /'([a-z_]+)'/.exec(error.message)?.[1]
     add(named && fields.includes(named) ? named : '', error.message)
   }
   return out
