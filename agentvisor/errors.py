@@ -128,3 +128,20 @@ class ConfigInvalid(AgentvisorError):
         first = str(self.issues[0]) if self.issues else "unknown problem"
         summary = first if count == 1 else f"{count} problems, the first: {first}"
         super().__init__(f"invalid config: {summary}", errors=[str(issue) for issue in self.issues])
+
+
+def json_type(value: object) -> str:
+    """A JSON value's kind as a message names it: ``a string``, ``an array``, ``null``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

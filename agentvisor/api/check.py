@@ -24,7 +24,7 @@ from jsonschema.exceptions import ValidationError, relevance
 
 from agentvisor.api.schema import Schema
 from agentvisor.config.convert import did_you_mean
-from agentvisor.errors import InvalidRequest
+from agentvisor.errors import InvalidRequest, json_type
 
 T = TypeVar("T")
 
@@ -77,20 +77,6 @@ def parse_json_object(raw: bytes | str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidRequest(f"The request body must be a JSON object, got {json_type(body)}")
     return body
-
-
-def json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 def _shown(value: Any) -> str:

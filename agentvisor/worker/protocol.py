@@ -26,6 +26,7 @@ from agentvisor.agent.types import (
     ToolCall,
     ToolOutput,
 )
+from agentvisor.errors import json_type
 from agentvisor.worker.limits import DEFAULT_MAX_MESSAGE_BYTES as DEFAULT_MAX_MESSAGE_BYTES
 
 MessageId = str | int
@@ -160,7 +161,7 @@ def parse_request(value: object) -> Request | FrameError:
     """A decoded JSON value → a request, or the error to answer it with. Never raises."""
     if not isinstance(value, dict):
         return FrameError(
-            ErrorCode.INVALID_MESSAGE, f"expected a JSON object, got {_json_type(value)}"
+            ErrorCode.INVALID_MESSAGE, f"expected a JSON object, got {json_type(value)}"
         )
     session_id = value.get("session_id")
     echo_session = session_id if isinstance(session_id, str) else None
@@ -168,7 +169,7 @@ def parse_request(value: object) -> Request | FrameError:
     echo_message = message_id if _is_message_id(message_id) else None
     event = value.get("event")
     if not isinstance(event, str):
-        reason = "missing" if event is None else f"a {_json_type(event)}, not a string"
+        reason = "missing" if event is None else f"{json_type(event)}, not a string"
         return FrameError(
             ErrorCode.INVALID_MESSAGE, f'field "event" is {reason}', echo_session, echo_message
         )
@@ -193,7 +194,7 @@ def _create_session(value: dict[str, Any]) -> Request:
     if metadata is None:
         return CreateSession()
     if not isinstance(metadata, dict):
-        raise _Invalid(f'field "metadata" must be an object, got {_json_type(metadata)}')
+        raise _Invalid(f'field "metadata" must be an object, got {json_type(metadata)}')
     return CreateSession(metadata)
 
 
@@ -202,7 +203,7 @@ def _user_message(value: dict[str, Any]) -> Request:
     message_id = value.get("message_id")
     if message_id is not None and not _is_message_id(message_id):
         raise _Invalid(
-            f'field "message_id" must be a string or an integer, got {_json_type(message_id)}'
+            f'field "message_id" must be a string or an integer, got {json_type(message_id)}'
         )
     return UserMessage(content, _optional_str(value, "session_id"), message_id)
 
@@ -245,7 +246,7 @@ def _required_str(value: Mapping[str, Any], name: str) -> str:
     if item is None:
         raise _Invalid(f'field "{name}" is missing')
     if not isinstance(item, str):
-        raise _Invalid(f'field "{name}" must be a string, got {_json_type(item)}')
+        raise _Invalid(f'field "{name}" must be a string, got {json_type(item)}')
     return item
 
 
@@ -255,22 +256,6 @@ def _optional_str(value: Mapping[str, Any], name: str) -> str | None:
 
 def _is_message_id(value: object) -> bool:
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def _short(text: str, limit: int = 80) -> str:
