@@ -26,6 +26,7 @@ from tests.e2e.test_daemon import (
     eventually,
     sleeper_agent,
     status,
+    stop,
     worker_pids,
 )
 
@@ -74,12 +75,7 @@ def daemon_env(tmp_path: Path) -> Iterator[Path]:
     try:
         yield config
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=DEADLINE)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=DEADLINE)
+        stop(process)
 
 
 def test_check_says_it_read_the_shells_environment(daemon_env: Path) -> None:

@@ -80,6 +80,16 @@ def all_running(config: Path, count: int) -> list[dict[str, Any]]:
     return services if ok else []
 
 
+def stop(process: subprocess.Popen[Any], timeout: float = DEADLINE) -> None:
+    """SIGTERM a daemon this test started, SIGKILL it if it does not exit in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
 def worker_pids(services: list[dict[str, Any]]) -> list[int]:
     return [i["pid"] for s in services for i in s["instances"] if i["pid"]]
 

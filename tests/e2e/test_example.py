@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_daemon import BIN, DEADLINE, all_running, eventually
+from tests.e2e.test_daemon import BIN, all_running, eventually, stop
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,12 +47,7 @@ def example(tmp_path: Path) -> Iterator[Path]:
     try:
         yield config
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=DEADLINE)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=DEADLINE)
+        stop(process)
 
 
 def test_every_example_agent_runs_without_the_virtualenv_on_path(example: Path) -> None:

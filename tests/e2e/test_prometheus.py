@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.test_daemon import BIN, eventually
+from tests.e2e.test_daemon import BIN, eventually, stop
 
 CONTRIB = Path(__file__).resolve().parents[2] / "contrib" / "prometheus"
 DEADLINE = 60.0
@@ -84,8 +84,7 @@ def admin_address(tmp_path: Path) -> Iterator[str]:
         )
         yield found.group(1)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process, timeout=30)
 
 
 def prometheus_config(tmp_path: Path, target: str) -> Path:

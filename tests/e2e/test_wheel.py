@@ -24,7 +24,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.e2e.test_daemon import eventually
+from tests.e2e.test_daemon import eventually, stop
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT = 600.0  # a stale console is rebuilt by the hook (npm ci + vite), ~1-2 min
@@ -91,12 +91,7 @@ def running(installed: Path, folder: Path, *args: str) -> Iterator[re.Match[str]
             f"agentvisor's ready line in {log}",
         )
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=20)
+        stop(process, timeout=20)
 
 
 @pytest.fixture
