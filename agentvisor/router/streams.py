@@ -48,21 +48,13 @@ def _plain_run(buf: bytes, records: list[Record]) -> bytes | None:
     return None
 
 
-class ClientStream:
-    """Client → worker: keepalive pongs swallowed, ``user.message`` counted and given an id."""
+class _Stream:
+    """One direction's scanner and the chunk the engine kept back from it."""
 
-    __slots__ = ("_backlog", "_encode", "_policy", "_tracker", "scanner")
+    __slots__ = ("_backlog", "scanner")
 
-    def __init__(self, policy: Policy, tracker: SessionTracker, encode: Encode) -> None:
-        self._policy = policy
-        self._tracker = tracker
-        self._encode = encode
-        self.scanner = FrameScanner(
-            masked=True,
-            max_message_bytes=policy.client_limit,
-            needles=CLIENT_NEEDLES,
-            whole_messages=policy.wrap,
-        )
+    def __init__(self, scanner: FrameScanner) -> None:
+        self.scanner = scanner
         self._backlog: tuple[bytes, list[Record]] | None = None
 
     @property
@@ -73,14 +65,38 @@ class ClientStream:
         """A chunk the engine scanned but cannot forward as it is: ``feed(b"")`` takes it."""
         self._backlog = (buf, records)
 
+    def _scan(self, data: bytes) -> tuple[bytes, list[Record]] | None:
+        """``data`` scanned, or with b"" the kept chunk; None: nothing to do."""
+        if data:
+            return self.scanner.feed(data)
+        backlog, self._backlog = self._backlog, None
+        return backlog
+
+
+class ClientStream(_Stream):
+    """Client → worker: keepalive pongs swallowed, ``user.message`` counted and given an id."""
+
+    __slots__ = ("_encode", "_policy", "_tracker")
+
+    def __init__(self, policy: Policy, tracker: SessionTracker, encode: Encode) -> None:
+        self._policy = policy
+        self._tracker = tracker
+        self._encode = encode
+        super().__init__(
+            FrameScanner(
+                masked=True,
+                max_message_bytes=policy.client_limit,
+                needles=CLIENT_NEEDLES,
+                whole_messages=policy.wrap,
+            )
+        )
+
     def feed(self, data: bytes) -> tuple[bytes, CloseFrame | None]:
         """Bytes to forward (up to a close frame) and the close; b"": the backlog."""
-        if data:
-            buf, records = self.scanner.feed(data)
-        elif self._backlog is not None:
-            (buf, records), self._backlog = self._backlog, None
-        else:
+        scanned = self._scan(data)
+        if scanned is None:
             return b"", None
+        buf, records = scanned
         out = _plain_run(buf, records)
         if out is not None:
             return out, None
@@ -113,32 +129,23 @@ class ClientStream:
         return b"".join(pieces), None
 
 
-class WorkerStream:
+class WorkerStream(_Stream):
     """Worker → client for one worker connection: ``agent.*`` messages picked out."""
 
-    __slots__ = ("_backlog", "scanner")
+    __slots__ = ()
 
     def __init__(self, *, agent_protocol: bool = True) -> None:
         read_limit = AGENT_READ_LIMIT if agent_protocol else None
-        self.scanner = FrameScanner(masked=False, needles=UPSTREAM_NEEDLES, read_limit=read_limit)
-        self._backlog: tuple[bytes, list[Record]] | None = None
-
-    @property
-    def has_backlog(self) -> bool:
-        return self._backlog is not None
-
-    def keep(self, buf: bytes, records: list[Record]) -> None:
-        """A chunk the engine scanned but cannot forward as it is: ``feed(b"")`` takes it."""
-        self._backlog = (buf, records)
+        super().__init__(
+            FrameScanner(masked=False, needles=UPSTREAM_NEEDLES, read_limit=read_limit)
+        )
 
     def feed(self, data: bytes) -> tuple[bytes, list[bytes], CloseFrame | None]:
         """Bytes to forward (up to a close frame), the messages to read, and the close."""
-        if data:
-            buf, records = self.scanner.feed(data)
-        elif self._backlog is not None:
-            (buf, records), self._backlog = self._backlog, None
-        else:
+        scanned = self._scan(data)
+        if scanned is None:
             return b"", [], None
+        buf, records = scanned
         out = _plain_run(buf, records)
         if out is not None:
             return out, [], None
