@@ -15,7 +15,7 @@ there is nothing to offer and the shell offers nothing.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 import argcomplete
@@ -83,3 +83,15 @@ def complete_service_names(
 def autocomplete(parser: argparse.ArgumentParser) -> None:
     """Answer the shell and exit when it asks for completions; otherwise return at once."""
     argcomplete.autocomplete(parser, always_complete_options=False)  # options after a "-"
+
+
+def parse_command_line(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: str
+) -> argparse.Namespace | None:
+    """The parsed command line; None when it was ``PROG completion SHELL`` (script printed)."""
+    autocomplete(parser)  # a shell asking for completions is answered here, and we exit
+    args = parser.parse_args(argv)
+    if getattr(args, "completion_of", None):
+        print(script(prog, args.shell), end="")
+        return None
+    return args

@@ -25,9 +25,8 @@ from agentvisor.cli import manage, observe, render, traffic
 from agentvisor.cli.completion import (
     NAMES_TIMEOUT,
     add_completion_command,
-    autocomplete,
     complete_service_names,
-    script,
+    parse_command_line,
 )
 
 # Re-exported for ``agentvisor`` (cli.daemon), which shares the exit codes and output.
@@ -344,11 +343,8 @@ def unreachable_message(server: str, error: Unreachable) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    autocomplete(parser)  # a shell asking for completions is answered here, and we exit
-    args = parser.parse_args(argv)
-    if getattr(args, "completion_of", None):
-        print(script(PROG, args.shell), end="")
+    args = parse_command_line(build_parser(), argv, PROG)
+    if args is None:
         return EXIT_OK
     # Piped output (grep, logs) is not cut to 80 columns; a terminal keeps its width.
     piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS", "").strip().isdigit()

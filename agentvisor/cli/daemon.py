@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from agentvisor import __version__
-from agentvisor.cli.completion import add_completion_command, autocomplete, script
+from agentvisor.cli.completion import add_completion_command, parse_command_line
 from agentvisor.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from agentvisor.errors import AgentvisorError, ConfigInvalid
 from agentvisor.worker.options import add_worker_arguments, options_from_args
@@ -248,11 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    autocomplete(parser)  # a shell asking for completions is answered here, and we exit
-    args = parser.parse_args(argv)
-    if getattr(args, "completion_of", None):
-        print(script(PROG, args.shell), end="")
+    args = parse_command_line(build_parser(), argv, PROG)
+    if args is None:
         return EXIT_OK
     try:
         code: int = args.handler(args)
