@@ -15,11 +15,9 @@ there is nothing to offer and the shell offers nothing.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
-
-import argcomplete
-from argcomplete.shell_integration import shellcode
 
 SHELLS = ("bash", "zsh", "fish")
 #: Seconds a Tab may wait for the service names.
@@ -44,6 +42,8 @@ def _usage(prog: str) -> str:
 
 def script(prog: str, shell: str) -> str:
     """What ``shell`` sources to complete ``prog``."""
+    from argcomplete.shell_integration import shellcode
+
     code: str = shellcode([prog], shell=shell)
     return code
 
@@ -81,7 +81,14 @@ def complete_service_names(
 
 
 def autocomplete(parser: argparse.ArgumentParser) -> None:
-    """Answer the shell and exit when it asks for completions; otherwise return at once."""
+    """Answer the shell and exit when it asks for completions; otherwise return at once.
+
+    argcomplete (~60 ms to import) is loaded only when a shell asks: ``agentvisor run``
+    starts its first worker without it."""
+    if "_ARGCOMPLETE" not in os.environ:
+        return
+    import argcomplete
+
     argcomplete.autocomplete(parser, always_complete_options=False)  # options after a "-"
 
 

@@ -14,7 +14,16 @@ import sys
 
 #: Imported by the router, the admin API, the CLI client or the agent SDK; none is
 #: needed to read the config, open the store and start workers.
-LATER = ("quart", "quart_trio", "flask", "hypercorn", "httpx", "rich", "trio_websocket")
+LATER = (
+    "quart",
+    "quart_trio",
+    "flask",
+    "hypercorn",
+    "httpx",
+    "rich",
+    "trio_websocket",
+    "argcomplete",
+)
 
 
 def _modules_after(code: str) -> set[str]:
