@@ -29,6 +29,7 @@ __all__ = [
     "Location",
     "environment_use_of",
     "load_config",
+    "load_config_and_environment",
     "locate",
     "parse_config",
     "parse_key_path",
@@ -43,6 +44,31 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
 
     The result's ``source`` is the file's absolute path and ``base_dir`` its directory.
     """
+    return _parsed(path, _read(path), env)
+
+
+def load_config_and_environment(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> tuple[Config, EnvironmentUse]:
+    """:func:`load_config`, and the ``${VAR}`` names of the very text it loaded."""
+    text = _read(path)
+    config = _parsed(path, text, env)
+    return config, environment_use(tomllib.loads(text), os.environ if env is None else env)
+
+
+def _parsed(path: str | os.PathLike[str], text: str, env: Mapping[str, str] | None) -> Config:
+    absolute = os.path.abspath(os.fspath(path))
+    config = parse_config(
+        text,
+        os.fspath(path),
+        os.environ if env is None else env,
+        base_dir=os.path.dirname(absolute),
+    )
+    return attrs.evolve(config, source=absolute)
+
+
+def _read(path: str | os.PathLike[str]) -> str:
+    """The file's text, or :class:`ConfigInvalid` saying why it cannot be read."""
     shown = os.fspath(path)
     try:
         with open(path, "rb") as file:
@@ -59,11 +85,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         line = data[: exc.start].count(b"\n") + 1
         issue = ConfigIssue("", "is not valid UTF-8", file=shown, line=line)
         raise ConfigInvalid([issue]) from None
-    absolute = os.path.abspath(shown)
-    config = parse_config(
-        text, shown, os.environ if env is None else env, base_dir=os.path.dirname(absolute)
-    )
-    return attrs.evolve(config, source=absolute)
+    return text
 
 
 def environment_use_of(

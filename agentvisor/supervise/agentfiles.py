@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import attrs
 
 from agentvisor.config.interpolate import EnvironmentUse
-from agentvisor.config.load import environment_use_of, load_config, locate
+from agentvisor.config.load import load_config_and_environment, locate
 from agentvisor.config.model import Config
 from agentvisor.errors import ConfigInvalid, ConfigIssue
 from agentvisor.supervise.spec import resolve_path
@@ -158,8 +158,8 @@ def load_checked(path: str, running: Config) -> tuple[Config, EnvironmentUse]:
     """The config file loaded with agentvisor's environment, validated, and the agent
     files of the agents it adds or changes load-checked (blocking): an unchanged agent
     is not restarted by a reload. Also which ``${VAR}`` it references."""
-    config = load_config(path)
+    config, environment = load_config_and_environment(path)
     issues = check_changed_agent_files(running, config, shown_as=path)
     if issues:
         raise ConfigInvalid(issues)
-    return config, environment_use_of(path)
+    return config, environment
