@@ -180,10 +180,7 @@ class Supervisor:
         Invalid → the same errors a reload would give (``ConfigInvalid``, ``PortInUse``…).
         """
         async with self._reload_lock:  # not half-way through another reload's changes
-            new, environment = await trio.to_thread.run_sync(
-                load_checked, self.config_path, self.config
-            )
-            self._ports.plan(new.agents)  # raises as the reload would; commits nothing
+            new, environment, _ports = await self._checked(None)  # commits nothing
             plan = plan_reload(self.config, new)
             return ReloadResult(
                 plan,
@@ -317,14 +314,8 @@ class Supervisor:
 
     async def _reload_now(self, source: str, new: Config | None) -> ReloadResult:
         async with self._reload_lock:
-            environment = EnvironmentUse()
             try:
-                if new is None:
-                    loaded = await trio.to_thread.run_sync(
-                        load_checked, self.config_path, self.config
-                    )
-                    new, environment = loaded
-                ports = self._ports.plan(new.agents)  # no ports, no change at all
+                new, environment, ports = await self._checked(new)
             except AgentvisorError as error:
                 errors = error.details.get("errors", [error.message])
                 self.bus.publish(ConfigReloaded(False, (), (), (), (), tuple(errors), time.time()))
@@ -363,6 +354,18 @@ class Supervisor:
         outcome = "failed" if failed else "ok"
         self._publish_action("reload", "", source, outcome, result.describe())
         return result
+
+    async def _checked(
+        self, new: Config | None
+    ) -> tuple[Config, EnvironmentUse, Mapping[tuple[str, int], int]]:
+        """The config to apply (the file read again and checked when None), the ``${VAR}``
+        names it used and its ports; raises what makes a reload refuse (no ports, no change)."""
+        if new is not None:  # an API edit, checked and written already
+            return new, EnvironmentUse(), self._ports.plan(new.agents)
+        loaded, environment = await trio.to_thread.run_sync(
+            load_checked, self.config_path, self.config
+        )
+        return loaded, environment, self._ports.plan(loaded.agents)
 
     def _apply_quick(
         self, new: Config, ports: Mapping[tuple[str, int], int]
