@@ -41,7 +41,7 @@ from agentvisor.config.diff import plan_reload
 from agentvisor.errors import AgentvisorError
 from agentvisor.events import OperatorAction
 from agentvisor.store.schema import StoreUnavailable
-from agentvisor.supervise.supervisor import ReloadResult
+from agentvisor.supervise.reloading import ReloadResult
 
 log = logging.getLogger("agentvisor.admin")
 

@@ -28,14 +28,9 @@ from agentvisor.cli.completion import (
     complete_service_names,
     parse_command_line,
 )
-
-# Re-exported for ``agentvisor`` (cli.daemon), which shares the exit codes and output.
-from agentvisor.cli.context import EXIT_FAILED as EXIT_FAILED
-from agentvisor.cli.context import EXIT_OK as EXIT_OK
-from agentvisor.cli.context import EXIT_UNREACHABLE as EXIT_UNREACHABLE
-from agentvisor.cli.context import EXIT_USAGE as EXIT_USAGE
 from agentvisor.cli.context import PAGE, PROG, UsageError, all_services
 from agentvisor.cli.context import Context as Context
+from agentvisor.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from agentvisor.client import AgentvisorClient, ApiError, Unreachable
 
 DEFAULT_CONFIGS = ("agentvisor.toml", "agentvisor.toml.example")

@@ -36,8 +36,7 @@ from agentvisor.supervise.policy import Policy
 from agentvisor.supervise.ports import PortBook
 from agentvisor.supervise.process import Launcher
 from agentvisor.supervise.registry import Endpoint, ServiceView
-from agentvisor.supervise.reloading import ReloadResult as ReloadResult
-from agentvisor.supervise.reloading import sections_needing_restart
+from agentvisor.supervise.reloading import ReloadResult, sections_needing_restart
 from agentvisor.supervise.service import (
     Drain,
     InstanceParts,

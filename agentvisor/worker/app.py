@@ -19,8 +19,8 @@ from typing import Any
 import anyio
 from attrs import frozen
 
+from agentvisor.worker.limits import DEFAULT_MAX_MESSAGE_BYTES
 from agentvisor.worker.protocol import (
-    DEFAULT_MAX_MESSAGE_BYTES,
     ErrorCode,
     FrameError,
     encode_event,

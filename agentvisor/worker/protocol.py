@@ -27,7 +27,7 @@ from agentvisor.agent.types import (
     ToolOutput,
 )
 from agentvisor.errors import json_type
-from agentvisor.worker.limits import DEFAULT_MAX_MESSAGE_BYTES as DEFAULT_MAX_MESSAGE_BYTES
+from agentvisor.worker.limits import DEFAULT_MAX_MESSAGE_BYTES
 
 MessageId = str | int
 

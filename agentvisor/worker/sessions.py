@@ -29,6 +29,7 @@ from attrs import field, frozen
 
 from agentvisor.agent.types import Agent
 from agentvisor.config.model import OnBusy
+from agentvisor.worker.limits import POISON_DEATHS
 from agentvisor.worker.protocol import (
     Cancel,
     CloseReason,
@@ -46,7 +47,7 @@ from agentvisor.worker.protocol import (
 )
 from agentvisor.worker.session import Outbox, Session, Turn
 from agentvisor.worker.stats import WorkerStats
-from agentvisor.worker.store import POISON_DEATHS, OpenTurn, SessionStore, StoreError
+from agentvisor.worker.store import OpenTurn, SessionStore, StoreError
 from agentvisor.worker.turns import TurnRunner, utc_timestamp
 
 log = logging.getLogger("agentvisor.worker")

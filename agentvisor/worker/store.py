@@ -35,7 +35,6 @@ import anyio.lowlevel
 import anyio.to_thread
 from attrs import define, field, frozen
 
-from agentvisor.worker.limits import POISON_DEATHS as POISON_DEATHS
 from agentvisor.worker.protocol import MessageId, encode_event
 
 log = logging.getLogger("agentvisor.worker.store")

@@ -46,7 +46,7 @@ from agentvisor.supervise.states import ProcessState
 if TYPE_CHECKING:
     from agentvisor.admin.app import AdminDeps
     from agentvisor.supervise.instance import Instance
-    from agentvisor.supervise.supervisor import ReloadResult
+    from agentvisor.supervise.reloading import ReloadResult
 
 AT_REST = (ProcessState.STOPPED, ProcessState.EXITED, ProcessState.FATAL)
 
