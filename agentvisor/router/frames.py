@@ -245,15 +245,10 @@ class FrameScanner:
             parts = self._stream_parts
             if parts is not None:
                 parts.append(buf[:taken] if taken < size else buf)
-            if not self._stream_left:
+            if not self._stream_left:  # the frame ends as any other does
                 self._stream_parts = None
-                if parts is not None and self._parts is not None:
-                    payload = b"".join(parts)
-                    self._parts.append(payload)
-                    self._parts_size += len(payload)
-                    if self._stream_fin:
-                        self._report(b"".join(self._parts), records)
-                self._end_data_frame(self._stream_fin, None, records)
+                payload = b"".join(parts) if parts is not None else None
+                self._end_data_frame(self._stream_fin, payload, records)
         masked = self.masked
         while pos < size:
             if size - pos < 2:
