@@ -13,37 +13,42 @@ and whose details carry it (``field``). Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
-import jsonschema
-from jsonschema.exceptions import ValidationError, relevance
 
 from agentvisor.api.schema import Schema
 from agentvisor.config.convert import did_you_mean
 from agentvisor.errors import InvalidRequest, json_type
 
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+
 T = TypeVar("T")
 
-_DRAFT4_TYPE = jsonschema.Draft4Validator.VALIDATORS["type"]
 
+@functools.cache
+def openapi30_validator() -> Any:
+    """jsonschema's draft 4 with OpenAPI 3.0's ``nullable``; formats (ipv4, ipv6…) are
+    checked. Imported on first use: agentvisorctl's commands that send no body (and a
+    shell's Tab) do not pay the ~0.4 s of jsonschema and the validators."""
+    import jsonschema
 
-def _type_or_null(
-    validator: Any, types: Any, instance: Any, schema: Mapping[str, Any]
-) -> Iterator[ValidationError]:
-    """OpenAPI 3.0's ``nullable: true``: null passes the ``type`` beside it."""
-    if instance is None and schema.get("nullable"):
-        return
-    yield from _DRAFT4_TYPE(validator, types, instance, schema)
+    draft4_type = jsonschema.Draft4Validator.VALIDATORS["type"]
 
+    def type_or_null(
+        validator: Any, types: Any, instance: Any, schema: Mapping[str, Any]
+    ) -> Iterator[ValidationError]:
+        """OpenAPI 3.0's ``nullable: true``: null passes the ``type`` beside it."""
+        if instance is None and schema.get("nullable"):
+            return
+        yield from draft4_type(validator, types, instance, schema)
 
-#: jsonschema's draft 4 with OpenAPI 3.0's ``nullable``; formats (ipv4, ipv6…) are checked.
-OpenApi30Validator = jsonschema.validators.extend(
-    jsonschema.Draft4Validator, {"type": _type_or_null}
-)
+    return jsonschema.validators.extend(jsonschema.Draft4Validator, {"type": type_or_null})
 
 
 def _no_constant(name: str) -> Any:
@@ -203,6 +208,8 @@ def check_body(validator: Any, body: Any) -> None:
     """Raise the 400 of ``body``'s errors: unknown keys first (all of them, at any depth),
     else every error, the most relevant (a shallow one) first; ``details.errors`` lists
     them one sentence each."""
+    from jsonschema.exceptions import relevance
+
     errors = sorted(validator.iter_errors(body), key=relevance, reverse=True)
     if not errors:
         return
@@ -233,14 +240,18 @@ class Body(Generic[T]):
     optional: bool = False
     #: Top-level keys refused with their own message (``name`` of a service cannot change).
     refused: Mapping[str, str] = attrs.field(factory=dict)
-    _validator: Any = attrs.field(init=False, repr=False, eq=False)
+    _validator: Any = attrs.field(init=False, default=None, repr=False, eq=False)
 
-    def __attrs_post_init__(self) -> None:
-        OpenApi30Validator.check_schema(self.schema)
-        validator = OpenApi30Validator(
-            self.schema, format_checker=OpenApi30Validator.FORMAT_CHECKER
-        )
-        object.__setattr__(self, "_validator", validator)
+    def validator(self) -> Any:
+        """The schema's validator, built on first use (the schema checked against the
+        meta-schema then: a declaration error fails the first request, and the tests)."""
+        if self._validator is None:
+            cls = openapi30_validator()
+            cls.check_schema(self.schema)
+            object.__setattr__(
+                self, "_validator", cls(self.schema, format_checker=cls.FORMAT_CHECKER)
+            )
+        return self._validator
 
     def check(self, body: Any) -> dict[str, Any]:
         """``body`` if the schema accepts it, else the 400 naming the field."""
@@ -249,7 +260,7 @@ class Body(Generic[T]):
         for key, message in self.refused.items():
             if key in body:
                 raise InvalidRequest(f"Field '{key}' {message}", field=key)
-        check_body(self._validator, body)
+        check_body(self.validator(), body)
         return body
 
     def parse(self, raw: bytes | str) -> T:

@@ -200,6 +200,13 @@ def test_the_schemas_and_the_validation_are_one() -> None:
         assert components[body.name] is body.schema
 
 
+def test_every_declared_body_schema_is_a_valid_openapi_30_schema() -> None:
+    from agentvisor.api.bodies import BODIES
+
+    for body in BODIES:
+        assert body.validator() is not None  # check_schema raises on a bad declaration
+
+
 def test_two_spellings_of_one_key_are_the_key_twice_a_422() -> None:
     with pytest.raises(ConfigInvalid, match="autostart: set twice, as 'autostart' and as"):
         register_settings({"name": "a", "command": "x", "autostart": False, "auto_start": True})
