@@ -55,7 +55,8 @@ WebSocket services. Every `/api/v1` answer is `{"success": true, "data": …}` o
 `{"success": false, "error": {"code", "message", "details"}}`.
 
 Authentication: `Authorization: Bearer TOKEN` when `[admin] token` is set, on
-every endpoint but `/health` and `/docs`; requests on the unix socket are trusted.
+every endpoint but `/health` and `/docs`; `GET /metrics` also takes `[admin]
+metrics_token`, which opens nothing else; requests on the unix socket are trusted.
 Mutating requests (POST, PUT, PATCH, DELETE) are rate-limited per client (429
 with `Retry-After`); request bodies are JSON of at most 1 MiB.
 """
