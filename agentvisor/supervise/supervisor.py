@@ -32,7 +32,7 @@ from agentvisor.supervise.agentfiles import check_changed_agent_files
 from agentvisor.supervise.autoscaler import Autoscaler
 from agentvisor.supervise.instance import Instance, InstanceGone, InstanceLogs, LineSink
 from agentvisor.supervise.logs import LogBook, RotatingLogFile
-from agentvisor.supervise.lostturns import take_lost_turns
+from agentvisor.supervise.lostturns import LostTurn, RedisTurns, take_lost_turns
 from agentvisor.supervise.machine import Machine, Restart, Start, Stop
 from agentvisor.supervise.monitor import Monitor, Watched
 from agentvisor.supervise.policy import Health, Policy
@@ -43,6 +43,7 @@ from agentvisor.supervise.spec import (
     forget_agent_files,
     launch_spec,
     log_path,
+    session_namespace,
     session_store_path,
 )
 from agentvisor.supervise.states import ProcessState
@@ -222,6 +223,7 @@ class Supervisor:
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self._log_sink = log_sink
+        self._redis_turns: RedisTurns | None = None
         #: The router's drain (set by the daemon; supervise may not import the router):
         #: move an instance's clients elsewhere once their turns end.
         self.drain: Drain | None = None
@@ -552,10 +554,12 @@ class Supervisor:
                     bool(plan.router_restart_fields),
                 ),
                 ("state_dir", new.supervisor.state_dir != self.config.supervisor.state_dir),
+                ("[cluster]", new.cluster != self.config.cluster),
             )
             if changed
         )
-        self.config = attrs.evolve(new, source=self.config_path)
+        # The node keeps the cluster it joined at start (its registry, its workers' store).
+        self.config = attrs.evolve(new, source=self.config_path, cluster=self.config.cluster)
         self._ports.commit(new.agents, ports)
         for name in plan.removed:
             service = self._services.pop(name)
@@ -693,11 +697,7 @@ class Supervisor:
                 self._log_sink,
             ),
             rng=random.Random(self._rng.random()),
-            lost_turns=functools.partial(
-                take_lost_turns, session_store_path(self.config, service.name)
-            )
-            if agent.agent is not None
-            else None,
+            lost_turns=self._lost_turns_reader(service.name) if agent.agent is not None else None,
         )
         scope = trio.CancelScope()
 
@@ -709,6 +709,15 @@ class Supervisor:
         service.instances.append(instance)
         service.scopes.append(scope)
         return instance
+
+    def _lost_turns_reader(self, name: str) -> Callable[[int], Awaitable[list[LostTurn]]]:
+        """Where a dead worker of agent ``name`` left its turns: Redis in a cluster."""
+        cluster = self.config.cluster
+        if cluster is None:
+            return functools.partial(take_lost_turns, session_store_path(self.config, name))
+        if self._redis_turns is None:
+            self._redis_turns = RedisTurns(cluster)
+        return functools.partial(self._redis_turns.take, session_namespace(cluster, name))
 
     def _refresh_spec(self, service: Service, instance: Instance) -> None:
         agent = service.config
