@@ -24,11 +24,13 @@ import trio
 from agentvisor import __version__, sdnotify
 from agentvisor.admin.app import AdminDeps
 from agentvisor.admin.serve import AdminServer
+from agentvisor.cluster.registry import ClusterRegistry, ClusterView
 from agentvisor.config.load import load_config
 from agentvisor.config.model import Config, LogFormat
 from agentvisor.errors import AgentvisorError, ConfigInvalid
 from agentvisor.events import EventBus
 from agentvisor.pidfile import open_pidfile
+from agentvisor.router.routing import EndpointSource
 from agentvisor.router.server import Router
 from agentvisor.store.writer import StateStore
 from agentvisor.supervise.autoscaler import Autoscaler
@@ -82,6 +84,7 @@ class Daemon:
         self.supervisor: Supervisor | None = None
         self.store: StateStore | None = None
         self.router: Router | None = None
+        self.cluster: ClusterRegistry | None = None
         self.router_binds: list[str] = []
         self.admin_binds: list[str] = []
         self._shutdown_requested = trio.Event()
@@ -125,8 +128,16 @@ class Daemon:
             config, bus=self.bus, launcher=launcher, log_sink=self.store.record_log_lines
         )
         await nursery.start(self.supervisor.run)
-        self.router = Router(self.supervisor, self.bus)
+        source: EndpointSource = self.supervisor
+        if config.cluster is not None:  # Redis unreachable: logged, the node runs alone
+            self.cluster = ClusterRegistry(config.cluster, self.supervisor, version=__version__)
+            await nursery.start(self.cluster.run)
+            source = ClusterView(self.supervisor, self.cluster)
+        self.router = Router(source, self.bus)
         self.router_binds = await nursery.start(self.router.run)
+        if self.cluster is not None:
+            self.cluster.router_binds = tuple(self.router_binds)
+            self.cluster.connections = self.router.table.connections_of
         self.supervisor.drain = self.router.drain
         wire_autoscaler(self.supervisor.autoscaler, self.router)
         self.supervisor.notify = sdnotify.notify
@@ -139,8 +150,11 @@ class Daemon:
             token=config.admin.token,
             store=self.store,
             router=self.router,
+            cluster=self.cluster,
         )
         self.admin_binds = await nursery.start(AdminServer(deps, config.admin, config.base_dir).run)
+        if self.cluster is not None:
+            self.cluster.admin_binds = tuple(self.admin_binds)
         nursery.start_soon(sdnotify.run_watchdog)
         log.info(
             "agentvisor %s running %d agents; router on %s; admin API on %s",
@@ -166,6 +180,9 @@ class Daemon:
         sdnotify.notify("STOPPING=1")
         log.info("shutting down: stopping every worker (at most %gs)", timeout)
         supervisor, router = self.supervisor, self.router
+        if self.cluster is not None:  # other routers stop choosing this node's instances
+            with trio.move_on_after(min(2.0, timeout / 4)):
+                await self.cluster.leave()
 
         async def stop_workers(done: trio.CancelScope) -> None:
             if router is not None:  # clients first: told, then closed with 1001

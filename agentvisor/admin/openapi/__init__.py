@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agentvisor.admin.openapi import (
+    cluster,
     connections,
     health,
     history,
@@ -39,6 +40,7 @@ RESOURCES: tuple[tuple[Describe, Describe], ...] = (
     (history.paths, history.schemas),
     (rules.paths, rules.schemas),
     (connections.paths, connections.schemas),
+    (cluster.paths, cluster.schemas),
 )
 
 DESCRIPTION = """\
