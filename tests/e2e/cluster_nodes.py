@@ -185,3 +185,14 @@ def up_instances(listing: dict[str, Any] | None, agent: str) -> dict[str, list[d
             and instance["state"] == "running"
         ]
     return found
+
+
+def ctl(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "agentvisorctl"), "-c", str(node.config), *args],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )

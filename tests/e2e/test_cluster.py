@@ -16,7 +16,7 @@ import psutil
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.e2e.cluster_nodes import Node, eventually, node_config, up_instances
+from tests.e2e.cluster_nodes import Node, ctl, eventually, node_config, up_instances
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(180)
@@ -86,6 +86,14 @@ def test_every_router_routes_to_every_nodes_instances(nodes: dict[str, Node]) ->
     assert seen["b"] == {"chat:0", "c/chat:0"}
     assert seen["c"] == {"chat:0", "b/chat:0"}
 
+    shown = ctl(nodes["c"], "status", "--cluster")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "as seen by node c" in lines[0]
+    assert [line.split()[:2] for line in lines[2:5]] == [["a", "up"], ["b", "up"], ["c", "*"]]
+    listing = json.loads(ctl(nodes["a"], "--json", "status", "--cluster").stdout)
+    assert {n["name"]: n["state"] for n in listing["nodes"]} == {"a": "up", "b": "up", "c": "up"}
+
 
 def test_a_whole_node_killed_mid_conversation_loses_nothing(
     nodes: dict[str, Node], redis_server: RedisServer
@@ -136,3 +144,6 @@ def test_a_whole_node_killed_mid_conversation_loses_nothing(
             timeout=10,
         )
         assert up_instances(listing, "chat").keys() == {"a", survivor}
+    shown = ctl(nodes["a"], "status", "--cluster")
+    assert shown.returncode == 3  # a node shown is not up
+    assert any(line.split()[:2] == [owner, "down"] for line in shown.stdout.splitlines())
