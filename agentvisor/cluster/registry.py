@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from agentvisor.cluster.lock import ConfigLock
 from agentvisor.cluster.membership import (
     FORGET_AFTER,
     ClusterSnapshot,
@@ -120,8 +121,11 @@ class ClusterRegistry:
         self._read_at: float | None = None  # trio clock of the last good read
         self._down_since: float | None = None
         self._remote: list[Endpoint] = []
-        self._client: redis.Redis | None = None
+        self._client: redis.Redis = open_redis(self.target)  # connects on first use
         self._errors = redis_errors()
+        self.config_lock = ConfigLock(
+            self._client, cluster.key_prefix, self.node, cluster.lock_timeout
+        )
         self._left = False
 
     # -- what the router and the API read -----------------------------------------------
@@ -142,7 +146,6 @@ class ClusterRegistry:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Beat once (a failure is logged, not raised), report started, beat until cancelled."""
-        self._client = open_redis(self.target)
         try:
             await self.beat()
             task_status.started()
@@ -156,14 +159,13 @@ class ClusterRegistry:
 
     async def leave(self) -> None:
         """Take this node out of the registry now and stop publishing it (a clean stop)."""
-        if self._left or self._client is None:
+        if self._left:
             return
         self._left = True
         await trio.to_thread.run_sync(self._leave, abandon_on_cancel=True)
 
     def _leave(self) -> None:
         """Take this node out of the registry at a clean shutdown (a kill leaves it to expire)."""
-        assert self._client is not None
         records, heartbeats = registry_keys(self.cluster.key_prefix)
         try:
             self._client.hdel(records, self.node)
@@ -216,7 +218,6 @@ class ClusterRegistry:
         self._down_since = None
 
     def _beat_sync(self, text: str, forget: list[str]) -> Any:
-        assert self._client is not None
         records, heartbeats = registry_keys(self.cluster.key_prefix)
         return self._client.eval(
             _BEAT, 2, records, heartbeats, self.node, text, repr(FORGET_AFTER), *forget

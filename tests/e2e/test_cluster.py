@@ -147,3 +147,100 @@ def test_a_whole_node_killed_mid_conversation_loses_nothing(
     shown = ctl(nodes["a"], "status", "--cluster")
     assert shown.returncode == 3  # a node shown is not up
     assert any(line.split()[:2] == [owner, "down"] for line in shown.stdout.splitlines())
+
+
+@pytest.fixture
+def pair(tmp_path: Path, redis_server: RedisServer) -> Iterator[dict[str, Node]]:
+    """Nodes a and b, one replica of chat each, a config lock lease of 1 s."""
+    started: dict[str, Node] = {}
+    try:
+        for index, name in enumerate(("a", "b")):
+            directory = tmp_path / name
+            directory.mkdir()
+            node = Node(name, directory)
+            text = node_config(name, redis_server, index, 1)
+            node.config.write_text(
+                text.replace("node_timeout = 2.0", "node_timeout = 2.0\nlock_timeout = 1.0")
+            )
+            node.start()
+            started[name] = node
+        for node in started.values():
+            eventually(
+                lambda node=node: all(up_instances(node.cluster(), "chat").get(n) for n in "ab"),
+                f"node {node.name} to see chat on a and b",
+            )
+        yield started
+    finally:
+        for node in started.values():
+            if node.process is not None and node.process.poll() is None:
+                node.kill()
+
+
+def test_config_edits_take_the_cluster_lock_and_redis_restarts_are_survived(
+    pair: dict[str, Node], redis_server: RedisServer
+) -> None:
+    a, b = pair["a"], pair["b"]
+    router = a.router_url()
+    lock = "{agentvisor}:lock:config"
+    before = a.config.read_text()
+    redis_server.client().set(lock, "0123abcd 41 z", px=60_000)  # node z is editing
+
+    status, body = a.api("/api/v1/services/chat/config", "PUT", {"description": "from a"})
+
+    assert status == 409
+    assert body["error"]["code"] == "CONFIG_LOCKED"
+    assert "node z holds the cluster's config edit lock (fence 41)" in body["error"]["message"]
+    assert a.config.read_text() == before  # nothing written
+    redis_server.client().delete(lock)
+    for node in (a, b):  # each takes the lock in turn; the fence counter goes on
+        status, body = node.api("/api/v1/services/chat/config", "PUT", {"description": node.name})
+        assert status == 200, body
+        assert f'description = "{node.name}"' in node.config.read_text()
+    assert redis_server.client().get(lock + ":written") == "2"
+
+    # Redis dies and comes back empty: both nodes keep running, log it, re-publish.
+    redis_server.stop()
+    for node in (a, b):
+        eventually(lambda node=node: "cannot reach Redis" in node.log(), f"{node.name}'s log")
+    with connect(router, open_timeout=20) as ws:  # a's router still serves
+        instance = routed_instance(ws)
+        owner = instance.partition("/")[0] if "/" in instance else "a"
+        assert answer(ws, "meanwhile")["content"] == f"meanwhile @ {owner}/0"
+    redis_server.start()
+    for node in (a, b):
+        eventually(
+            lambda node=node: "is reachable again" in node.log() or "re-published" in node.log(),
+            f"{node.name} to re-publish",
+        )
+        eventually(
+            lambda node=node: all(up_instances(node.cluster(), "chat").get(n) for n in "ab"),
+            f"{node.name} to see both nodes again",
+        )
+    for node in (a, b):
+        assert node.process is not None
+        assert node.process.poll() is None
+    for line in a.log().splitlines():
+        assert "Traceback" not in line
+
+
+def test_redis_unreachable_at_start_runs_the_node_alone_and_says_so(tmp_path: Path) -> None:
+    """A node whose Redis is down at start serves its own agents, says so, and joins later."""
+    node = Node("solo", tmp_path)
+    dead = RedisServer(port=1, directory=tmp_path)  # nothing listens on port 1
+    node.config.write_text(node_config("solo", dead, 3, 1))
+    node.start()
+    try:
+        listing = eventually(
+            lambda: (view := node.cluster()) is not None and view["nodes"] == [] and view,
+            "the cluster API of a node without Redis",
+        )
+        assert listing["redis"]["reachable"] is False
+        assert "refused" in listing["redis"]["last_error"]
+        eventually(lambda: "chat:0 running" in node.log(), "chat to run")
+        assert "cannot reach Redis at redis://127.0.0.1:1/0" in node.log()
+        assert "keeps serving and routing to its own instances" in node.log()
+        shown = ctl(node, "status", "--cluster")
+        assert shown.returncode == 3
+        assert "unreachable" in shown.stdout
+    finally:
+        node.kill()
