@@ -250,7 +250,7 @@ CLUSTER = Table(
     intro="Absent: one host, sessions in SQLite (today's behaviour). Present: this agentvisor "
     "publishes its instances to Redis, routes to every live node's instances, and its agent "
     "workers keep their sessions in Redis, so a session survives the loss of a whole host "
-    "(see cluster.md).",
+    "(see [cluster.md](cluster.md)).",
 )
 
 TABLES = (SUPERVISOR, ADMIN, ROUTER, AGENT, HEALTH, AUTOSCALE, ROUTES, CONDITION, CLUSTER)
