@@ -19,6 +19,9 @@ from attrs import frozen
 
 from agentvisor.config.model import ClusterConfig
 from agentvisor.config.redis_target import parse_redis_target
+from agentvisor.supervise.spec import node_name
+from agentvisor.worker.redis_client import open_redis, redis_errors
+from agentvisor.worker.redis_store import take_lost_turns_sync
 from agentvisor.worker.store import POISON_DEATHS
 
 if TYPE_CHECKING:
@@ -88,24 +91,17 @@ class RedisTurns:
     """
 
     def __init__(self, cluster: ClusterConfig) -> None:
-        from agentvisor.supervise.spec import node_name
-
         self._target = parse_redis_target(cluster.redis_url)
         self._node = node_name(cluster)
         self._client: redis.Redis | None = None
 
     def _take(self, namespace: str, worker: int) -> list[LostTurn]:
-        from agentvisor.worker.redis_client import open_redis
-        from agentvisor.worker.redis_store import take_lost_turns_sync
-
         if self._client is None:
             self._client = open_redis(self._target)
         rows: list[Any] = take_lost_turns_sync(self._client, namespace, f"{self._node}/{worker}")
         return [LostTurn(session, message_id, deaths + 1) for session, message_id, deaths in rows]
 
     async def take(self, namespace: str, worker: int) -> list[LostTurn]:
-        from agentvisor.worker.redis_client import redis_errors
-
         with trio.move_on_after(READ_TIMEOUT):
             try:
                 return await trio.to_thread.run_sync(
