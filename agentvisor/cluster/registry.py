@@ -178,7 +178,9 @@ class ClusterRegistry:
         text = "" if self._left else encode_record(self.record())
         forget = [] if self.snapshot is None else forgotten(self.snapshot)
         try:
-            reply = await trio.to_thread.run_sync(self._beat_sync, text, forget)
+            reply = await trio.to_thread.run_sync(
+                self._beat_sync, text, forget, abandon_on_cancel=True
+            )
         except self._errors as error:
             self._failed(error)
             return
@@ -200,7 +202,7 @@ class ClusterRegistry:
                 len(self.supervisor.endpoints()),
                 len(snapshot.up()),
             )
-        elif not had and self.beats > 1:
+        elif not had and self.beats > 1 and not self._left:
             log.warning(
                 "cluster: the registry in Redis had lost node %s (Redis restarted or flushed); "
                 "re-published its %d instances",

@@ -7,6 +7,7 @@ stored is checked in Redis itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,58 +96,80 @@ def test_every_router_routes_to_every_nodes_instances(nodes: dict[str, Node]) ->
     assert {n["name"]: n["state"] for n in listing["nodes"]} == {"a": "up", "b": "up", "c": "up"}
 
 
+def stored_user_messages(redis_server: RedisServer, session_id: str) -> list[str]:
+    key = "{agentvisor:sessions:chat:" + session_id + "}:history"
+    messages = [json.loads(m) for m in redis_server.client().lrange(key, 0, -1)]
+    return [m["content"] for m in messages if m.get("role") == "user"]
+
+
 def test_a_whole_node_killed_mid_conversation_loses_nothing(
     nodes: dict[str, Node], redis_server: RedisServer
 ) -> None:
-    """SIGKILL of the node holding the session (agentvisor and workers): the client stays
-    connected to node a's router, is switched to the other node with its whole history."""
-    with connect(nodes["a"].router_url(), open_timeout=20) as ws:
-        first = routed_instance(ws)
-        owner = first.partition("/")[0]
-        survivor = "c" if owner == "b" else "b"
-        reply = answer(ws, "one")
-        session_id = reply["session_id"]
-        assert reply["content"] == f"one @ {owner}/0"
-        assert answer(ws, "two", session_id)["content"] == f"one | two @ {owner}/0"
-        history = redis_server.client().lrange(
-            "{agentvisor:sessions:chat:" + session_id + "}:history", 0, -1
-        )
-        assert [json.loads(m)["content"] for m in history][::2] == ["one", "two"]
+    """Six clients on node a's router, their sessions on b and c. The node serving the
+    first is SIGKILLed whole (agentvisor, workers, guard) while each of its clients has a
+    turn in flight: every client stays connected, is switched to the other node with
+    ``session_preserved`` and gets the answer with its whole history; Redis holds every
+    user message once."""
+    url = nodes["a"].router_url()
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(connect(url, open_timeout=20)) for _ in range(6)]
+        owners, sessions = [], []
+        for index, ws in enumerate(clients):
+            owner = routed_instance(ws).partition("/")[0]
+            reply = answer(ws, f"one-{index}")
+            assert reply["content"] == f"one-{index} @ {owner}/0"
+            session_id = reply["session_id"]
+            reply = answer(ws, f"two-{index}", session_id)
+            assert reply["content"] == f"one-{index} | two-{index} @ {owner}/0"
+            owners.append(owner)
+            sessions.append(session_id)
+        victim = owners[0]
+        survivor = "c" if victim == "b" else "b"
+        assert {"b", "c"} == set(owners)  # round robin spread them
+        assert stored_user_messages(redis_server, sessions[0]) == ["one-0", "two-0"]
+        doomed = [i for i, owner in enumerate(owners) if owner == victim]
+        for index in doomed:  # a turn in flight on each of the victim's sessions
+            message = {"event": "user.message", "content": f"slow:1:three-{index}"}
+            clients[index].send(json.dumps({**message, "session_id": sessions[index]}))
+        for index in doomed:
+            receive(clients[index], "agent.thinking")
 
-        killed = nodes[owner].kill()
+        killed = nodes[victim].kill()
         assert not any(psutil.pid_exists(pid) for pid in killed)
 
-        ws.send(json.dumps({"event": "user.message", "content": "three", "session_id": session_id}))
-        switched = receive(ws, "service_switched")["data"]
-        assert switched["from_instance"] == f"{owner}/chat:0"
-        assert switched["to_instance"] == f"{survivor}/chat:0"
-        assert switched["session_preserved"] is True
-        reply = receive(ws, "agent.final_answer")
-        assert reply["content"] == f"one | two | three @ {survivor}/0"
-        assert answer(ws, "four", session_id)["content"] == (
-            f"one | two | three | four @ {survivor}/0"
-        )
-
-    history = redis_server.client().lrange(
-        "{agentvisor:sessions:chat:" + session_id + "}:history", 0, -1
-    )
-    users = [json.loads(m)["content"] for m in history if json.loads(m)["role"] == "user"]
-    assert users == ["one", "two", "three", "four"]  # each once
+        for index, ws in enumerate(clients):
+            said = f"one-{index} | two-{index}"
+            if index in doomed:
+                switched = receive(ws, "service_switched")["data"]
+                assert switched["from_instance"] == f"{victim}/chat:0"
+                assert switched["to_instance"] == f"{survivor}/chat:0"
+                assert switched["session_preserved"] is True
+                reply = receive(ws, "agent.final_answer")
+                assert reply["content"] == f"{said} | slow:1:three-{index} @ {survivor}/0"
+                said += f" | slow:1:three-{index}"
+            reply = answer(ws, f"four-{index}", sessions[index])
+            owner = survivor if index in doomed else owners[index]
+            assert reply["content"] == f"{said} | four-{index} @ {owner}/0"
+    for index, session_id in enumerate(sessions):  # each message stored once, in order
+        expected = [f"one-{index}", f"two-{index}", f"four-{index}"]
+        if index in doomed:
+            expected.insert(2, f"slow:1:three-{index}")
+        assert stored_user_messages(redis_server, session_id) == expected
     # The dead node drops out of every survivor's view within node_timeout + a beat.
     for name in ("a", survivor):
         listing = eventually(
             lambda name=name: (
                 (view := nodes[name].cluster()) is not None
-                and any(n["name"] == owner and n["state"] == "down" for n in view["nodes"])
+                and any(n["name"] == victim and n["state"] == "down" for n in view["nodes"])
                 and view
             ),
-            f"{name} to see {owner} down",
+            f"{name} to see {victim} down",
             timeout=10,
         )
         assert up_instances(listing, "chat").keys() == {"a", survivor}
     shown = ctl(nodes["a"], "status", "--cluster")
     assert shown.returncode == 3  # a node shown is not up
-    assert any(line.split()[:2] == [owner, "down"] for line in shown.stdout.splitlines())
+    assert any(line.split()[:2] == [victim, "down"] for line in shown.stdout.splitlines())
 
 
 @pytest.fixture
