@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 CONFIG ?= agentvisor.toml.example
 LINTED := agentvisor tests examples hatch_build.py $(wildcard bench)
 
-.PHONY: run test lint typecheck layers unit check bench clean console console-test chromium docs promtool shells
+.PHONY: run test lint typecheck layers unit check bench clean console console-test chromium docs promtool shells redis
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -62,13 +62,19 @@ shells:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends zsh fish; }
 
+# redis-server for the cluster's tests, which start their own (Debian's package; CI runs as root).
+redis:
+	@command -v redis-server >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server; }
+
 console-test: $(VENV)/.installed $(CONSOLE_BUILT) chromium
 	cd $(CONSOLE) && npm test && npm run e2e
 
 run: $(VENV)/.installed $(CONSOLE_BUILT)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/agentvisor run -c $(CONFIG)
 
-test: $(VENV)/.installed $(CONSOLE_BUILT) $(PROMTOOL) shells
+test: $(VENV)/.installed $(CONSOLE_BUILT) $(PROMTOOL) shells redis
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy

@@ -281,6 +281,9 @@ class _Endpoints(Generic[R]):
         path = "/api/v1/connections/" + quote(connection_id, safe="") + "/disconnect"
         return self._send(Call("POST", path, body=body, timeout=30.0))
 
+    def cluster_nodes(self) -> R:
+        return self._send(Call("GET", "/api/v1/cluster/nodes"))
+
     def route_test(
         self,
         *,

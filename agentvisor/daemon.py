@@ -40,6 +40,8 @@ from agentvisor.supervise.supervisor import Supervisor
 if TYPE_CHECKING:
     from agentvisor.admin.app import AdminDeps
     from agentvisor.admin.serve import AdminServer
+    from agentvisor.cluster.registry import ClusterRegistry
+    from agentvisor.router.routing import EndpointSource
     from agentvisor.router.server import Router
 
 log = logging.getLogger("agentvisor")
@@ -88,6 +90,7 @@ class Daemon:
         self.supervisor: Supervisor | None = None
         self.store: StateStore | None = None
         self.router: Router | None = None
+        self.cluster: ClusterRegistry | None = None
         self.router_binds: list[str] = []
         self.admin_binds: list[str] = []
         self._shutdown_requested = trio.Event()
@@ -132,8 +135,18 @@ class Daemon:
         )
         await nursery.start(self.supervisor.run)
         router_class, deps_class, admin_class = await trio.to_thread.run_sync(import_web_stack)
-        self.router = router_class(self.supervisor, self.bus)
+        source: EndpointSource = self.supervisor
+        if config.cluster is not None:  # Redis unreachable: logged, the node runs alone
+            from agentvisor.cluster.registry import ClusterRegistry, ClusterView
+
+            self.cluster = ClusterRegistry(config.cluster, self.supervisor, version=__version__)
+            await nursery.start(self.cluster.run)
+            source = ClusterView(self.supervisor, self.cluster)
+        self.router = router_class(source, self.bus)
         self.router_binds = await nursery.start(self.router.run)
+        if self.cluster is not None:
+            self.cluster.router_binds = tuple(self.router_binds)
+            self.cluster.connections = self.router.table.connections_of
         self.supervisor.drain = self.router.drain
         wire_autoscaler(self.supervisor.autoscaler, self.router)
         deps = deps_class(
@@ -146,9 +159,12 @@ class Daemon:
             metrics_token=config.admin.metrics_token,
             store=self.store,
             router=self.router,
+            cluster=self.cluster,
         )
         admin = admin_class(deps, config.admin, config.base_dir)
         self.admin_binds = await nursery.start(admin.run)
+        if self.cluster is not None:
+            self.cluster.admin_binds = tuple(self.admin_binds)
         # READY=1 means "the API answers", also when a reload ends before that.
         self.supervisor.notify = sdnotify.notify
         nursery.start_soon(sdnotify.run_watchdog)
@@ -178,6 +194,9 @@ class Daemon:
         sdnotify.notify("STOPPING=1")
         log.info("shutting down: stopping every worker (at most %gs)", timeout)
         supervisor, router = self.supervisor, self.router
+        if self.cluster is not None:  # other routers stop choosing this node's instances
+            with trio.move_on_after(min(2.0, timeout / 4)):
+                await self.cluster.leave()
 
         async def stop_workers(done: trio.CancelScope) -> None:
             if router is not None:  # clients first: told, then closed with 1001

@@ -89,6 +89,18 @@ class RoutingFailed(AgentvisorError):
     code = "ROUTING_FAILED"
 
 
+class ClusterNotConfigured(AgentvisorError):
+    """A cluster request to an agentvisor without ``[cluster]``."""
+
+    code = "CLUSTER_NOT_CONFIGURED"
+
+
+class ConfigLocked(AgentvisorError):
+    """Another node holds the cluster's config edit lock, or this edit lost it (fencing)."""
+
+    code = "CONFIG_LOCKED"
+
+
 class ConfigWriteFailed(AgentvisorError):
     code = "CONFIG_WRITE_FAILED"
 

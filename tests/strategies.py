@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 from hypothesis import strategies as st
 
+from agentvisor.cluster.membership import NodeRecord, PublishedAgent, PublishedInstance
 from agentvisor.config.edit import agent_settings, route_settings
 from agentvisor.config.model import (
     STOP_SIGNALS,
@@ -20,6 +21,7 @@ from agentvisor.config.model import (
     AgentConfig,
     AutoRestart,
     AutoscaleConfig,
+    ClusterConfig,
     Condition,
     ConditionOp,
     Config,
@@ -42,7 +44,9 @@ __all__ = [
     "agent_configs",
     "agent_names",
     "autoscale_signals",
+    "cluster_configs",
     "configs",
+    "node_records",
     "route_configs",
     "strategy_names",
     "toml_text",
@@ -315,6 +319,94 @@ def configs(draw: st.DrawFn, *, max_agents: int = 4, max_routes: int = 3) -> Con
         ),
         agents=agents,
         routes=tuple(draw(route_configs(name=name, agents=tuple(names))) for name in route_names),
+        cluster=draw(st.none() | cluster_configs()),
+    )
+
+
+# --- cluster -------------------------------------------------------------------------
+
+node_names = st.builds(
+    str.__add__,
+    st.sampled_from(_lower_digits + "ABC"),
+    st.text(alphabet=_lower_digits + "._-", max_size=8),
+)
+_redis_hosts = st.sampled_from(["127.0.0.1", "redis", "r1.example.com", "[::1]"])
+_redis_ports = st.integers(1, 65535)
+redis_urls = st.one_of(
+    st.builds("redis://{}:{}/{}".format, _redis_hosts, _redis_ports, st.integers(0, 15)),
+    st.builds("rediss://:pw@{}:{}".format, _redis_hosts, _redis_ports),
+    st.just("unix:///run/redis/redis.sock"),
+)
+sentinel_urls = st.builds("redis+sentinel://{}:{}/mymaster".format, _redis_hosts, _redis_ports)
+cluster_seeds = st.builds("redis://{}:{}".format, _redis_hosts, _redis_ports)
+
+
+@st.composite
+def cluster_configs(draw: st.DrawFn) -> ClusterConfig:
+    url: str | tuple[str, ...] = draw(
+        st.one_of(
+            redis_urls,
+            sentinel_urls,
+            st.lists(sentinel_urls, min_size=1, max_size=3).map(tuple),
+            st.lists(cluster_seeds, min_size=1, max_size=3).map(tuple),
+        )
+    )
+    interval = draw(st.floats(0.01, 60, allow_nan=False))
+    return ClusterConfig(
+        redis_url=url,
+        node_name=draw(st.none() | node_names),
+        advertise_host=draw(st.none() | st.sampled_from(["10.0.0.7", "node-b", "::1"])),
+        key_prefix=draw(st.sampled_from(["agentvisor", "prod:eu", "x.y_z-1"])),
+        heartbeat_interval=interval,
+        node_timeout=interval * draw(st.floats(1.5, 10, allow_nan=False)),
+        lock_timeout=draw(_positive_seconds),
+    )
+
+
+_instance_states = st.sampled_from(["running", "starting", "backoff", "stopped"])
+
+
+@st.composite
+def published_instances(draw: st.DrawFn, agent: str, replica: int) -> PublishedInstance:
+    return PublishedInstance(
+        id=f"{agent}:{replica}",
+        agent=agent,
+        replica=replica,
+        host=draw(st.sampled_from(["127.0.0.1", "node-b", "10.0.0.7"])),
+        port=draw(st.integers(1, 65535)),
+        ws_path=draw(st.sampled_from(["/", "/ws"])),
+        state=draw(_instance_states),
+        health=draw(st.sampled_from(["healthy", "unhealthy", "unknown"])),
+        routable=draw(st.booleans()),
+        draining=draw(st.booleans()),
+        weight=draw(st.floats(0, 10, allow_nan=False)),
+        max_sessions=draw(st.integers(1, 1000)),
+        sessions=draw(st.integers(0, 1000)),
+        connections=draw(st.integers(0, 1000)),
+        tags=tuple(draw(st.lists(_words, max_size=2))),
+        pid=draw(st.none() | st.integers(1, 2**22)),
+        cpu_percent=draw(st.none() | st.floats(0, 400, allow_nan=False)),
+        memory_bytes=draw(st.none() | st.integers(0, 2**40)),
+    )
+
+
+@st.composite
+def node_records(draw: st.DrawFn, name: str | None = None) -> NodeRecord:
+    agents = draw(st.lists(agent_names, max_size=3, unique=True))
+    instances = [
+        draw(published_instances(agent, replica))
+        for agent in agents
+        for replica in range(draw(st.integers(0, 2)))
+    ]
+    return NodeRecord(
+        node=name if name is not None else draw(node_names),
+        version=draw(st.sampled_from(["0.1.0", "0.2.0"])),
+        pid=draw(st.integers(1, 2**22)),
+        started_at=draw(st.floats(0, 2e9, allow_nan=False)),
+        router=tuple(draw(st.lists(st.just("ws://127.0.0.1:9090"), max_size=1))),
+        admin=(),
+        agents=tuple(PublishedAgent(agent, "agent", "running", 1, 1, "", ()) for agent in agents),
+        instances=tuple(instances),
     )
 
 

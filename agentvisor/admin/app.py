@@ -19,6 +19,7 @@ from quart_trio import QuartTrio
 from agentvisor.admin.console import console_blueprint
 from agentvisor.admin.errors import install_error_handlers
 from agentvisor.admin.metrics import HealthCheckRecorder, metrics_blueprint
+from agentvisor.admin.routes.cluster import cluster_blueprint
 from agentvisor.admin.routes.connections import connections_blueprint
 from agentvisor.admin.routes.docs import docs_blueprint
 from agentvisor.admin.routes.events import events_blueprint
@@ -37,6 +38,7 @@ from agentvisor.supervise.agentfiles import check_changed_agent_files
 
 if TYPE_CHECKING:
     from agentvisor.admin.routes.connections import RouterApi
+    from agentvisor.cluster.registry import ClusterRegistry
     from agentvisor.store.writer import StateStore
     from agentvisor.supervise.supervisor import Supervisor
 
@@ -98,6 +100,8 @@ class AdminDeps:
     health_checks: HealthCheckRecorder = attrs.field(factory=HealthCheckRecorder)
     #: The router: ``/metrics`` (``statistics()``), connections and the routing test.
     router: RouterApi | None = None
+    #: This node's view of the cluster (``[cluster]``): ``/api/v1/cluster/nodes``.
+    cluster: ClusterRegistry | None = None
 
 
 def create_app(deps: AdminDeps) -> QuartTrio:
@@ -122,5 +126,6 @@ def create_app(deps: AdminDeps) -> QuartTrio:
     app.register_blueprint(rules_blueprint(deps), url_prefix="/api/v1")
     app.register_blueprint(connections_blueprint(deps), url_prefix="/api/v1")
     app.register_blueprint(routing_blueprint(deps), url_prefix="/api/v1")
+    app.register_blueprint(cluster_blueprint(deps), url_prefix="/api/v1")
     app.register_blueprint(console_blueprint())  # last: "/" and the console's deep links
     return app

@@ -18,6 +18,11 @@ An edit written but not applied (no free port for a new replica: the
 supervisor plans ports only when applying) is written back, so the file
 never promises what is not running.
 
+In a cluster (``[cluster]``) the edit also holds the cluster's config lock
+in Redis from before the file is read until the supervisor has taken the
+config up, and the write is fenced (``cluster/lock.py``): two nodes' edits
+never interleave, and an edit whose lease ran out writes nothing.
+
 Every attempt is an operator action in the audit log, with its source
 (``api``, ``cli``, ``console``) and its outcome, rejected ones included.
 Before the file is renamed, the entry a success will make is recorded as an
@@ -28,6 +33,7 @@ written, and a start-up after a kill in between writes it from the intent
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
@@ -161,8 +167,11 @@ async def edit_and_apply(
             finished.set()
 
     async with trio.open_nursery() as nursery:
-        async with deps.edit_lock:
+        async with deps.edit_lock, contextlib.AsyncExitStack() as held:
             try:
+                if deps.cluster is not None:  # fenced: checked in Redis right before the write
+                    fenced = await held.enter_async_context(deps.cluster.config_lock.hold(journal))
+                    editor = plain.with_journal(fenced)
                 before = await trio.to_thread.run_sync(_read, editor.path)
                 config = await edit(editor)
             except AgentvisorError as error:

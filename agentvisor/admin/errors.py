@@ -33,12 +33,14 @@ STATUS_BY_CODE: Mapping[str, int] = {
     "SERVICE_NOT_FOUND": 404,
     "RULE_NOT_FOUND": 404,
     "CONNECTION_NOT_FOUND": 404,
+    "CLUSTER_NOT_CONFIGURED": 404,  # a cluster request to a node without [cluster]
     "METHOD_NOT_ALLOWED": 405,
     "SERVICE_ALREADY_EXISTS": 409,
     "RULE_ALREADY_EXISTS": 409,
     "SERVICE_AUTOSCALED": 409,  # scale asked of an agent whose count the autoscaler owns
     "PORT_IN_USE": 409,
     "ALREADY_RUNNING": 409,
+    "CONFIG_LOCKED": 409,  # another node is editing the shared config
     "CONFIG_INVALID": 422,
     "RATE_LIMITED": 429,
     "SERVICE_START_FAILED": 500,

@@ -22,6 +22,7 @@ from rich.console import Console
 
 from agentvisor import __version__
 from agentvisor.cli import manage, observe, render, traffic
+from agentvisor.cli.cluster_view import cluster_view
 from agentvisor.cli.completion import (
     NAMES_TIMEOUT,
     add_completion_command,
@@ -118,6 +119,8 @@ def locate_admin(config_path: str | None) -> AdminAddress:
 
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
+    if args.cluster:
+        return cluster_status(ctx)
     failed = False
     if args.names:
         services = []
@@ -139,6 +142,24 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     # As supervisorctl (and LSB's status action): 3 when anything shown is not running.
     return EXIT_NOT_RUNNING if any(s["state"] != "running" for s in services) else EXIT_OK
+
+
+def cluster_status(ctx: Context) -> int:
+    """``status --cluster``: 3 when a node listed is not up or Redis is unreachable."""
+    try:
+        listing = ctx.client.cluster_nodes()
+    except ApiError as error:
+        ctx.err(error.message)
+        return EXIT_FAILED
+    if ctx.json:
+        ctx.out(render.to_json(listing))
+    else:
+        ctx.console.print(cluster_view(listing))
+    nodes = listing.get("nodes", [])
+    healthy = listing.get("redis", {}).get("reachable") and all(
+        node.get("state") == "up" for node in nodes
+    )
+    return EXIT_OK if healthy else EXIT_NOT_RUNNING
 
 
 def cmd_operate(ctx: Context, args: argparse.Namespace) -> int:
@@ -268,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="state of every service, or of NAME…")
     status.add_argument("names", nargs="*", metavar="NAME")
+    status.add_argument(
+        "--cluster", action="store_true", help="every node of the cluster (needs [cluster])"
+    )
     status.set_defaults(handler=cmd_status)
 
     for action, text in (("start", "start"), ("stop", "stop"), ("restart", "restart (rolling)")):

@@ -40,6 +40,7 @@ from agentvisor.config.model import (
     AdminConfig,
     AgentConfig,
     AutoscaleConfig,
+    ClusterConfig,
     Condition,
     Config,
     HealthConfig,
@@ -69,6 +70,7 @@ _MODELS = (
     AgentConfig,
     Condition,
     RouteConfig,
+    ClusterConfig,
     Config,
 )
 for _model in _MODELS:

@@ -35,6 +35,8 @@ def dump_config(config: Config) -> str:
         routes.append(_table(route))
     if data["routes"]:
         document.add("routes", routes)
+    if data.get("cluster") is not None:
+        document.add("cluster", _table(data["cluster"]))
     return tomlkit.dumps(document)
 
 

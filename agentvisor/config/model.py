@@ -246,6 +246,25 @@ class RouteConfig:
     wrap_messages: bool = False
 
 
+def _redis_url(_inst: object, _attr: attrs.Attribute[Any], value: str | tuple[str, ...]) -> None:
+    """A URL, or a non-empty array of them."""
+    if isinstance(value, tuple) and not value:
+        raise ValueError("must name at least one Redis URL, got []")
+
+
+@frozen
+class ClusterConfig:
+    """``[cluster]``: this agentvisor is one node of a fleet sharing a Redis."""
+
+    redis_url: str | tuple[str, ...] = field(validator=_redis_url)
+    node_name: str | None = None  # None: the host name
+    advertise_host: str | None = None  # None: each instance's own host
+    key_prefix: str = "agentvisor"
+    heartbeat_interval: float = field(default=1.0, validator=gt(0.0))
+    node_timeout: float = field(default=5.0, validator=gt(0.0))
+    lock_timeout: float = field(default=15.0, validator=gt(0.0))
+
+
 @frozen
 class Config:
     """The whole file. ``source`` and ``base_dir`` are not keys: they say where it came from."""
@@ -255,5 +274,6 @@ class Config:
     router: RouterConfig = field(factory=RouterConfig)
     agents: dict[str, AgentConfig] = field(factory=dict)
     routes: tuple[RouteConfig, ...] = ()
+    cluster: ClusterConfig | None = None
     source: str = field(default="", eq=False)
     base_dir: str = field(default=".", eq=False)

@@ -230,7 +230,32 @@ CONDITION = Table(
     },
 )
 
-TABLES = (SUPERVISOR, ADMIN, ROUTER, AGENT, HEALTH, AUTOSCALE, ROUTES, CONDITION)
+CLUSTER = Table(
+    "[cluster]",
+    model.ClusterConfig,
+    {
+        "redis_url": "the shared Redis: `redis://HOST:PORT/DB` (`rediss://` for TLS, "
+        "`unix:///PATH`); a list of `redis+sentinel://HOST:PORT/MASTER` for Sentinel, or of "
+        "`redis://HOST:PORT` for the seed nodes of a Redis Cluster",
+        "node_name": "this node's name in the registry, unique in the cluster (letters, digits, "
+        "`.`, `_`, `-`); none = the host name",
+        "advertise_host": "address other nodes' routers connect to for this node's instances; "
+        "none = each instance's own `host` (a wildcard host is replaced by the host name)",
+        "key_prefix": "every Redis key of the cluster starts with this (several clusters can "
+        "share one Redis)",
+        "heartbeat_interval": "seconds between two publications of this node's instances",
+        "node_timeout": "a node whose last heartbeat is older than this is out of the cluster: "
+        "its instances are no longer routed to",
+        "lock_timeout": "lease of the cluster-wide config edit lock; an edit still running "
+        "after it has lost the lock and is refused before it writes (fencing)",
+    },
+    intro="Absent: one host, sessions in SQLite (today's behaviour). Present: this agentvisor "
+    "publishes its instances to Redis, routes to every live node's instances, and its agent "
+    "workers keep their sessions in Redis, so a session survives the loss of a whole host "
+    "(see [cluster.md](cluster.md)).",
+)
+
+TABLES = (SUPERVISOR, ADMIN, ROUTER, AGENT, HEALTH, AUTOSCALE, ROUTES, CONDITION, CLUSTER)
 
 _PREAMBLE = """\
 # Configuration reference

@@ -27,6 +27,7 @@ from agentvisor.config.model import (
     Config,
     RouteConfig,
 )
+from agentvisor.config.redis_target import parse_redis_target
 from agentvisor.errors import ConfigIssue
 
 __all__ = [
@@ -151,6 +152,7 @@ def validate_config(config: Config) -> list[ConfigIssue]:
         *_check_ports(config),
         *_check_dependencies(config),
         *_check_routes(config),
+        *_check_cluster(config),
     ]
     return [
         ConfigIssue(path=key_path(*path), message=message, file=config.source)
@@ -510,3 +512,40 @@ def _check_condition_field(path: Path, field: str) -> Found:
         (*path, "field"),
         (f"unknown field {show_value(field)} (expected one of: {', '.join(choices)}{suffix})"),
     )
+
+
+#: A node name: it is a Redis hash field and part of remote instance ids (``NODE/agent:0``).
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def _check_cluster(config: Config) -> Found:
+    cluster = config.cluster
+    if cluster is None:
+        return
+    try:
+        parse_redis_target(cluster.redis_url)
+    except ValueError as error:
+        yield ("cluster", "redis_url"), str(error)
+    if cluster.node_name is not None and not NODE_NAME.fullmatch(cluster.node_name):
+        yield (
+            ("cluster", "node_name"),
+            f"must be 1-63 letters, digits, '.', '_' or '-' starting with a letter or digit, "
+            f"got {show_value(cluster.node_name)}",
+        )
+    if cluster.advertise_host is not None and not _is_host(cluster.advertise_host):
+        yield (
+            ("cluster", "advertise_host"),
+            f"must be a host name or IP address, got {show_value(cluster.advertise_host)}",
+        )
+    if not _KEY_PREFIX.fullmatch(cluster.key_prefix):
+        yield (
+            ("cluster", "key_prefix"),
+            f"must be letters, digits, '_', '.', ':' or '-', got {show_value(cluster.key_prefix)}",
+        )
+    if cluster.node_timeout <= cluster.heartbeat_interval:
+        yield (
+            ("cluster", "node_timeout"),
+            f"must be longer than heartbeat_interval ({cluster.heartbeat_interval:g}), "
+            f"got {cluster.node_timeout:g}",
+        )

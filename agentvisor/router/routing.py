@@ -32,9 +32,10 @@ from agentvisor.supervise.registry import Endpoint
 
 
 class EndpointSource(Protocol):
-    """What the router needs of the supervisor (a fake in unit tests)."""
+    """What the router needs of the supervisor (a fake in unit tests, the cluster's view)."""
 
-    config: Config
+    @property
+    def config(self) -> Config: ...
 
     def endpoints(self) -> list[Endpoint]: ...
 

@@ -12,11 +12,20 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from typing import TYPE_CHECKING, Any
 
 import trio
 from attrs import frozen
 
+from agentvisor.config.model import ClusterConfig
+from agentvisor.config.redis_target import parse_redis_target
+from agentvisor.supervise.spec import node_name
 from agentvisor.worker.limits import POISON_DEATHS
+from agentvisor.worker.redis_client import open_redis, redis_errors
+from agentvisor.worker.redis_store import take_lost_turns_sync
+
+if TYPE_CHECKING:
+    import redis
 
 #: Bound on the read after a death: the replacement is not held up longer than this.
 READ_TIMEOUT = 2.0
@@ -72,3 +81,32 @@ async def take_lost_turns(path: str, worker: int) -> list[LostTurn]:
         except sqlite3.Error:
             return []
     return []
+
+
+class RedisTurns:
+    """The same, from the cluster's Redis (``RedisSessionStore``'s turns, by ``NODE/PID``).
+
+    One client for the node's supervisor, made on first use. A Redis that does
+    not answer within ``READ_TIMEOUT`` gives no turns, as a locked SQLite file does.
+    """
+
+    def __init__(self, cluster: ClusterConfig) -> None:
+        self._target = parse_redis_target(cluster.redis_url)
+        self._node = node_name(cluster)
+        self._client: redis.Redis | None = None
+
+    def _take(self, namespace: str, worker: int) -> list[LostTurn]:
+        if self._client is None:
+            self._client = open_redis(self._target)
+        rows: list[Any] = take_lost_turns_sync(self._client, namespace, f"{self._node}/{worker}")
+        return [LostTurn(session, message_id, deaths + 1) for session, message_id, deaths in rows]
+
+    async def take(self, namespace: str, worker: int) -> list[LostTurn]:
+        with trio.move_on_after(READ_TIMEOUT):
+            try:
+                return await trio.to_thread.run_sync(
+                    self._take, namespace, worker, abandon_on_cancel=True
+                )
+            except redis_errors():
+                return []
+        return []

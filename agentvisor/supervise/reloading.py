@@ -82,6 +82,7 @@ def sections_needing_restart(plan: ReloadPlan, old: Config, new: Config) -> tupl
                 bool(plan.router_restart_fields),
             ),
             ("state_dir", new.supervisor.state_dir != old.supervisor.state_dir),
+            ("[cluster]", new.cluster != old.cluster),
         )
         if changed
     )

@@ -4,7 +4,6 @@ instance of it is put together (files, launch spec, policy) before its task star
 from __future__ import annotations
 
 import errno
-import functools
 import logging
 import random
 import socket
@@ -17,13 +16,18 @@ import trio
 from agentvisor.config.model import AgentConfig, Config
 from agentvisor.errors import AgentvisorError
 from agentvisor.events import EventBus
-from agentvisor.supervise.instance import Instance, InstanceGone, InstanceLogs, LineSink
+from agentvisor.supervise.instance import (
+    Instance,
+    InstanceGone,
+    InstanceLogs,
+    LineSink,
+    LostTurnReader,
+)
 from agentvisor.supervise.logs import LogBook, RotatingLogFile
-from agentvisor.supervise.lostturns import take_lost_turns
 from agentvisor.supervise.policy import Policy
 from agentvisor.supervise.process import Launcher
 from agentvisor.supervise.registry import Endpoint, ServiceView, aggregate_state
-from agentvisor.supervise.spec import launch_spec, log_path, session_store_path
+from agentvisor.supervise.spec import launch_spec, log_path
 from agentvisor.supervise.states import ProcessState
 
 log = logging.getLogger("agentvisor.supervisor")
@@ -205,9 +209,18 @@ class InstanceParts:
 
 
 def new_instance(
-    service: Service, replica: int, port: int, config: Config, parts: InstanceParts, seed: float
+    service: Service,
+    replica: int,
+    port: int,
+    config: Config,
+    parts: InstanceParts,
+    seed: float,
+    lost_turns: LostTurnReader | None,
 ) -> Instance:
-    """An instance of ``service`` on ``port``, its log files open; its task not started."""
+    """An instance of ``service`` on ``port``, its log files open; its task not started.
+
+    ``lost_turns`` reads the turns a dead worker had in flight (agent workers only).
+    """
     agent = service.config
     files = {
         stream: RotatingLogFile(
@@ -238,9 +251,7 @@ def new_instance(
             parts.log_sink,
         ),
         rng=random.Random(seed),
-        lost_turns=functools.partial(take_lost_turns, session_store_path(config, service.name))
-        if agent.agent is not None
-        else None,
+        lost_turns=lost_turns,
     )
 
 

@@ -19,10 +19,12 @@ import glob
 import os
 import re
 import shlex
+import socket
 import sys
 from collections.abc import Mapping
 
-from agentvisor.config.model import AgentConfig, Config
+from agentvisor.config.model import AgentConfig, ClusterConfig, Config
+from agentvisor.config.redis_target import parse_redis_target
 from agentvisor.supervise.process import LaunchSpec
 
 
@@ -33,6 +35,16 @@ def resolve_path(base_dir: str, path: str) -> str:
 
 def state_dir(config: Config) -> str:
     return resolve_path(config.base_dir, config.supervisor.state_dir)
+
+
+def node_name(cluster: ClusterConfig) -> str:
+    """This node's name in the cluster: ``node_name``, else the host name."""
+    return cluster.node_name or socket.gethostname()
+
+
+def session_namespace(cluster: ClusterConfig, name: str) -> str:
+    """The prefix of agent ``name``'s session keys in the cluster's Redis."""
+    return f"{cluster.key_prefix}:sessions:{name}"
 
 
 def session_store_path(config: Config, name: str) -> str:
@@ -63,6 +75,18 @@ def forget_agent_files(config: Config, name: str) -> list[str]:
             continue
         deleted.append(path)
     return deleted
+
+
+def session_store_environment(config: Config, name: str) -> dict[str, str]:
+    """Where agent ``name``'s workers keep sessions: Redis in a cluster, else a SQLite file."""
+    cluster = config.cluster
+    if cluster is None:
+        return {"AGENTVISOR_SESSION_STORE": session_store_path(config, name)}
+    return {
+        "AGENTVISOR_SESSION_STORE": parse_redis_target(cluster.redis_url).encode(),
+        "AGENTVISOR_SESSION_NAMESPACE": session_namespace(cluster, name),
+        "AGENTVISOR_NODE": node_name(cluster),
+    }
 
 
 _BARE_PYTHON = re.compile(r"python3?")
@@ -151,7 +175,7 @@ def launch_spec(
             "--shutdown-timeout",
             f"{max(0.5, agent.stopwaitsecs * 0.8):g}",
         )
-        env["AGENTVISOR_SESSION_STORE"] = session_store_path(config, name)
+        env.update(session_store_environment(config, name))
         env["PYTHONUNBUFFERED"] = "1"
     else:
         assert agent.command is not None  # validation guarantees exactly one

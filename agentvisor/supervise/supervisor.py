@@ -10,6 +10,7 @@ running one (stop cancels a start still waiting for its dependencies).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -28,8 +29,9 @@ from agentvisor.events import ConfigReloaded, EventBus, OperatorAction
 from agentvisor.supervise.agentfiles import load_checked
 from agentvisor.supervise.autoscaler import Autoscaler
 from agentvisor.supervise.conditions import at_rest, ready, scale_plan, up_or_failed
-from agentvisor.supervise.instance import Instance, LineSink
+from agentvisor.supervise.instance import Instance, LineSink, LostTurnReader
 from agentvisor.supervise.logs import LogBook
+from agentvisor.supervise.lostturns import RedisTurns, take_lost_turns
 from agentvisor.supervise.machine import Restart, Start, Stop
 from agentvisor.supervise.monitor import Monitor, Watched
 from agentvisor.supervise.policy import Policy
@@ -48,7 +50,7 @@ from agentvisor.supervise.service import (
     port_is_free,
     run_detached,
 )
-from agentvisor.supervise.spec import forget_agent_files
+from agentvisor.supervise.spec import forget_agent_files, session_namespace, session_store_path
 from agentvisor.supervise.states import ProcessState
 
 log = logging.getLogger("agentvisor.supervisor")
@@ -80,6 +82,7 @@ class Supervisor:
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self._closing = False
+        self._redis_turns: RedisTurns | None = None
         #: The router's drain (set by the daemon; supervise may not import the router):
         #: move an instance's clients elsewhere once their turns end.
         self.drain: Drain | None = None
@@ -372,7 +375,8 @@ class Supervisor:
         """Everything of a reload but the rolling restarts: no waiting on processes."""
         plan = plan_reload(self.config, new)
         needs_restart = sections_needing_restart(plan, self.config, new)
-        self.config = attrs.evolve(new, source=self.config_path)
+        # The node keeps the cluster it joined at start (its registry, its workers' store).
+        self.config = attrs.evolve(new, source=self.config_path, cluster=self.config.cluster)
         self._ports.commit(new.agents, ports)
         for name in plan.removed:
             service = self._services.pop(name)
@@ -480,8 +484,27 @@ class Supervisor:
         port = self._ports.assigned[(service.name, replica)]
         return service.add_instance(
             self._nursery,
-            new_instance(service, replica, port, self.config, self._parts, self._rng.random()),
+            new_instance(
+                service,
+                replica,
+                port,
+                self.config,
+                self._parts,
+                self._rng.random(),
+                self._lost_turns_reader(service),
+            ),
         )
+
+    def _lost_turns_reader(self, service: Service) -> LostTurnReader | None:
+        """Where a dead worker of an agent left its turns: Redis in a cluster."""
+        if service.config.agent is None:
+            return None
+        cluster = self.config.cluster
+        if cluster is None:
+            return functools.partial(take_lost_turns, session_store_path(self.config, service.name))
+        if self._redis_turns is None:
+            self._redis_turns = RedisTurns(cluster)
+        return functools.partial(self._redis_turns.take, session_namespace(cluster, service.name))
 
     def _refresh_spec(self, service: Service, instance: Instance) -> None:
         port = self._ports.assigned[(service.name, instance.replica)]

@@ -15,9 +15,13 @@ from collections.abc import Mapping
 from attrs import field, frozen
 
 from agentvisor.config.model import OnBusy, Runtime
+from agentvisor.config.redis_target import is_redis_url
 from agentvisor.worker.limits import DEFAULT_MAX_MESSAGE_BYTES
 
 SESSION_STORE_ENV = "AGENTVISOR_SESSION_STORE"
+#: With a Redis session store: the agent's key namespace, and this node's name.
+SESSION_NAMESPACE_ENV = "AGENTVISOR_SESSION_NAMESPACE"
+NODE_ENV = "AGENTVISOR_NODE"
 DEFAULT_PORT = 8081
 
 
@@ -31,7 +35,9 @@ class WorkerOptions:
     session_timeout: float = 1800.0
     on_busy: OnBusy = field(default=OnBusy.QUEUE, converter=OnBusy)
     ws_path: str = "/"
-    session_store: str = ""  # SQLite file shared by the replicas of the agent
+    session_store: str = ""  # SQLite file shared by the replicas of the agent, or Redis URLs
+    session_namespace: str = ""  # Redis: the prefix of the agent's session keys
+    node: str = ""  # Redis: this node's name, in the worker's turns (NODE/PID)
     shutdown_timeout: float = 8.0  # how long running turns may finish on SIGTERM
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     replay_limit: int = 500
@@ -106,7 +112,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         "--session-store",
         default=None,
         metavar="PATH",
-        help=f"SQLite session store (default: ${SESSION_STORE_ENV}, "
+        help=f"SQLite session store, or redis:// URLs (default: ${SESSION_STORE_ENV}, "
         "else .agentvisor/sessions/<agent file stem>.sqlite3)",
     )
     parser.add_argument(
@@ -123,6 +129,8 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace, env: Mapping[str, str], cwd: str) -> WorkerOptions:
     store = args.session_store or default_session_store(args.agent_file, env, cwd)
+    redis = is_redis_url(store)
+    stem = os.path.splitext(os.path.basename(args.agent_file))[0] or "agent"
     return WorkerOptions(
         agent_file=args.agent_file,
         host=args.host,
@@ -132,7 +140,9 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str], cwd: str
         session_timeout=args.session_timeout,
         on_busy=args.on_busy,
         ws_path=args.ws_path,
-        session_store=os.path.abspath(store),
+        session_store=store if redis else os.path.abspath(store),
+        session_namespace=env.get(SESSION_NAMESPACE_ENV) or f"agentvisor:sessions:{stem}",
+        node=env.get(NODE_ENV, ""),
         shutdown_timeout=args.shutdown_timeout,
         max_message_bytes=args.max_message_bytes,
     )

@@ -42,7 +42,7 @@ from agentvisor.worker.load import (
 )
 from agentvisor.worker.options import WorkerOptions
 from agentvisor.worker.sessions import SessionManager, SessionSettings
-from agentvisor.worker.store import SessionStore, StoreError, open_sqlite_store
+from agentvisor.worker.store import SessionStore, StoreError, open_session_store
 
 log = logging.getLogger("agentvisor.worker")
 
@@ -156,7 +156,7 @@ class Worker:
             on_busy=options.on_busy,
             replay_limit=options.replay_limit,
         )
-        async with open_sqlite_store(options.session_store, options.replay_limit) as store:
+        async with open_session_store(options) as store:
             sock = await anyio.to_thread.run_sync(bind_socket, options.host, options.port)
             port = int(sock.getsockname()[1])
             config = hypercorn_config(sock.detach(), options)

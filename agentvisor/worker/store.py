@@ -16,8 +16,9 @@ the death against the message that was in flight instead of the agent's health.
 ``SqliteSessionStore`` keeps one connection in WAL mode with a busy timeout,
 used by one thread at a time: a writer task batches the saves that arrive
 together into one transaction, and every call runs off the event loop via
-``anyio.to_thread``. A Redis store can stand beside it by implementing
-``SessionStore``.
+``anyio.to_thread``. ``RedisSessionStore`` (``redis_store``) stands beside it
+for the agents of a cluster; ``open_session_store`` picks one by the worker's
+options.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ import anyio.lowlevel
 import anyio.to_thread
 from attrs import define, field, frozen
 
+from agentvisor.config.redis_target import decode_target, is_redis_url
+from agentvisor.worker.options import WorkerOptions
 from agentvisor.worker.protocol import MessageId, encode_event
 
 log = logging.getLogger("agentvisor.worker.store")
@@ -484,3 +487,28 @@ async def open_sqlite_store(
             yield store
         finally:
             store.close()
+
+
+@asynccontextmanager
+async def open_session_store(options: WorkerOptions) -> AsyncIterator[SessionStore]:
+    """The store ``options`` name: Redis URLs (a cluster's agents), else a SQLite file."""
+    if not is_redis_url(options.session_store):
+        async with open_sqlite_store(options.session_store, options.replay_limit) as store:
+            yield store
+        return
+    from agentvisor.worker.redis_store import open_redis_store  # redis-py only when used
+
+    try:
+        target = decode_target(options.session_store)
+    except ValueError as error:
+        raise StoreError(f"session store {options.session_store!r}: {error}") from None
+    worker = f"{options.node or 'local'}/{os.getpid()}"
+    redis_store = open_redis_store(target, options.session_namespace, worker, options.replay_limit)
+    try:
+        await redis_store.ping()
+    except StoreError as error:  # sessions fail until it is back; the worker still serves
+        log.warning("%s", error)
+    try:
+        yield redis_store
+    finally:
+        redis_store.client.close()

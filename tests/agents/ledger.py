@@ -2,9 +2,10 @@
 
 The answer to a message is every user message of the session, this one last,
 joined by `` | ``, then `` @ `` and the replica that answered
-(``AGENTVISOR_REPLICA``): a client checks that no message was lost or run
-twice, whichever replica answered. A message ``slow:SECONDS:TEXT`` first
-sleeps SECONDS (a turn in flight) and counts as the whole message.
+(``AGENTVISOR_REPLICA``, after ``AGENTVISOR_NODE/`` on a cluster's node): a
+client checks that no message was lost or run twice, whichever replica
+answered. A message ``slow:SECONDS:TEXT`` first sleeps SECONDS (a turn in
+flight) and counts as the whole message.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class LedgerAgent:
             await anyio.sleep(float(message.split(":")[1]))
         said = [m["content"] for m in session.history if m.get("role") == "user"]
         replica = os.environ.get("AGENTVISOR_REPLICA", "?")
+        if os.environ.get("AGENTVISOR_NODE"):
+            replica = f"{os.environ['AGENTVISOR_NODE']}/{replica}"
         yield FinalAnswer(" | ".join([*said, message]) + f" @ {replica}")
 
 

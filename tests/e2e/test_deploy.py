@@ -22,19 +22,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import attrs
 import tomlkit
 import yaml
 
 from agentvisor.cli.scaffold import STARTER_FILES
-from agentvisor.config.load import load_config, parse_config
+from agentvisor.config.load import load_config
 from agentvisor.config.model import Config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 BIN = Path(sys.executable).parent
 TOKENS = {"AGENTVISOR_TOKEN": "admin-secret", "AGENTVISOR_METRICS_TOKEN": "metrics-secret"}
-#: The keys of [cluster] the deployment files set (CONFIG, issue 12).
-CLUSTER_KEYS = {"redis_url", "node_name", "advertise_host"}
 
 
 def tool(name: str, *args: str, env: dict[str, str] | None = None) -> str:
@@ -96,20 +93,9 @@ def test_the_image_is_multi_stage_non_root_and_checks_health() -> None:
 
 
 def load_deploy_config(name: str) -> Config:
-    """A deploy config as the image's agentvisor loads it, tokens set in the environment.
-
-    Until the cluster code is merged the loader knows no [cluster]: the table is then
-    taken out (absent means one host) and its keys checked by name; with it, the whole
-    file is loaded.
-    """
+    """A deploy config as the image's agentvisor loads it, tokens set in the environment."""
     env = {**TOKENS, "AGENTVISOR_NODE_NAME": "node-a", "AGENTVISOR_ADVERTISE": "10.0.0.7"}
-    path = DEPLOY / name
-    document = tomlkit.parse(path.read_text())
-    if "cluster" not in document or "cluster" in attrs.fields_dict(Config):
-        return load_config(path, env)
-    cluster = document.pop("cluster")
-    assert set(cluster) == CLUSTER_KEYS, name
-    return parse_config(tomlkit.dumps(document), str(path), env)
+    return load_config(DEPLOY / name, env)
 
 
 def test_the_configs_the_image_carries_load() -> None:
@@ -120,8 +106,11 @@ def test_the_configs_the_image_carries_load() -> None:
         assert config.admin.metrics_token == TOKENS["AGENTVISOR_METRICS_TOKEN"]
         assert config.supervisor.state_dir == "/var/lib/agentvisor"
         assert [agent.agent for agent in config.agents.values()] == [agent_file]
-    (worker,) = load_deploy_config("cluster.toml").agents.values()
+    clustered = load_deploy_config("cluster.toml")
+    (worker,) = clustered.agents.values()
     assert worker.host == "0.0.0.0"  # the other nodes' routers reach it
+    assert clustered.cluster is not None
+    assert (clustered.cluster.node_name, clustered.cluster.advertise_host) == ("node-a", "10.0.0.7")
 
 
 def test_the_compose_file_matches_the_compose_spec_schema() -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agentvisor.admin.openapi import (
+    cluster,
     connections,
     health,
     history,
@@ -47,6 +48,7 @@ RESOURCES: tuple[tuple[Describe, Describe], ...] = (
     (history.paths, history.schemas),
     (rules.paths, rules.schemas),
     (connections.paths, connections.schemas),
+    (cluster.paths, cluster.schemas),
 )
 
 DESCRIPTION = """\

@@ -4,6 +4,26 @@
  */
 
 export interface paths {
+    "/api/v1/cluster/nodes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every node of the cluster with its agents and instances, as this node last read them from Redis
+         * @description Nodes down for 10 minutes are no longer listed. 404 `CLUSTER_NOT_CONFIGURED` when this agentvisor has no `[cluster]`.
+         */
+        get: operations["listClusterNodes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/connections": {
         parameters: {
             query?: never;
@@ -615,6 +635,73 @@ export interface components {
             /** @description Who or what caused it: api, cli, console, signal, reload, health, memory, autoscaler, supervisor, router */
             source: string | null;
             timestamp: number;
+        };
+        Cluster: {
+            /** @description The name of the node that answered */
+            node: string;
+            node_timeout: number;
+            nodes: components["schemas"]["ClusterNode"][];
+            redis: {
+                last_error: string | null;
+                reachable: boolean;
+                /** @description Seconds since this node last read the registry */
+                read_age: number | null;
+                target: string;
+            };
+        };
+        ClusterAgent: {
+            description: string;
+            desired: number;
+            /** @enum {string} */
+            kind: "agent" | "command";
+            name: string;
+            running: number;
+            state: string;
+            tags: string[];
+        };
+        ClusterInstance: {
+            agent: string;
+            /** @description Clients of that node's own router on this instance */
+            connections: number;
+            cpu_percent: number | null;
+            draining: boolean;
+            /** @enum {string} */
+            health: "healthy" | "unhealthy" | "unknown";
+            /** @description Where other nodes' routers connect */
+            host: string;
+            /** @description The node's own id, `agent:replica` */
+            id: string;
+            max_sessions: number;
+            memory_bytes: number | null;
+            pid: number | null;
+            port: number;
+            replica: number;
+            routable: boolean;
+            sessions: number;
+            state: string;
+            tags: string[];
+            weight: number;
+            ws_path: string;
+        };
+        ClusterNode: {
+            admin: string[];
+            agents: components["schemas"]["ClusterAgent"][];
+            /** @description Seconds since its last heartbeat, on Redis's clock */
+            heartbeat_age: number | null;
+            instances: components["schemas"]["ClusterInstance"][];
+            name: string;
+            pid: number | null;
+            router: string[];
+            /** @description The node that answered */
+            self: boolean;
+            /** Format: date-time */
+            started_at: string | null;
+            /**
+             * @description up: heartbeat within node_timeout; invalid: a record this version cannot read
+             * @enum {string}
+             */
+            state: "up" | "down" | "invalid";
+            version: string | null;
         };
         /**
          * service
@@ -1640,6 +1727,50 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    listClusterNodes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every node of the cluster with its agents and instances, as this node last read them from Redis */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Cluster"];
+                        /** @enum {boolean} */
+                        success: true;
+                    };
+                };
+            };
+            /** @description UNAUTHORIZED: the bearer token is missing or wrong */
+            401: {
+                headers: {
+                    /** @description Bearer realm */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not found: SERVICE_NOT_FOUND, RULE_NOT_FOUND, CONNECTION_NOT_FOUND or NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     listConnections: {
         parameters: {
             query?: {
