@@ -81,7 +81,7 @@ class CustomBuildHook(BuildHookInterface):
             return
         root = Path(self.root)
         if console_is_stale(root):
-            self.app.display_info("Building the web console (npm ci && npm run build)")
+            self.app.display_info("Web console: building it (npm ci && npm run build)")
             build_console(root)
         else:
             self.app.display_info(f"Web console: {BUILT} is up to date")

@@ -22,7 +22,6 @@ from agentvisor.config.redis_target import parse_redis_target
 from agentvisor.supervise.spec import node_name
 from agentvisor.worker.limits import POISON_DEATHS
 from agentvisor.worker.redis_client import open_redis, redis_errors
-from agentvisor.worker.redis_store import take_lost_turns_sync
 
 if TYPE_CHECKING:
     import redis
@@ -98,6 +97,10 @@ class RedisTurns:
     def _take(self, namespace: str, worker: int) -> list[LostTurn]:
         if self._client is None:
             self._client = open_redis(self._target)
+        # Here, not at the top: the store module brings the worker's protocol and the agent
+        # SDK, which a daemon without [cluster] must not import before its first worker.
+        from agentvisor.worker.redis_store import take_lost_turns_sync
+
         rows: list[Any] = take_lost_turns_sync(self._client, namespace, f"{self._node}/{worker}")
         return [LostTurn(session, message_id, deaths + 1) for session, message_id, deaths in rows]
 
