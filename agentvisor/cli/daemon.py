@@ -66,6 +66,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from agentvisor.cli import render
     from agentvisor.config.load import environment_use_of, load_config
     from agentvisor.supervise.agentfiles import check_agent_files
+    from agentvisor.supervise.service import port_range_warning
 
     environment = render.environment_line(environment_use_of(args.config).to_dict(), "this shell's")
     hint = "the running agentvisor reads its own: agentvisor check --against-daemon"
@@ -85,6 +86,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     agents, routes = len(config.agents), len(config.routes)
     print(f"{args.config}: ok ({_plural(agents, 'agent')}, {_plural(routes, 'route')})")
+    warning = port_range_warning(config)
+    if warning is not None:
+        print(f"warning: {warning}")
     if environment is not None:
         print(f"{environment} ({hint})")
     return EXIT_OK

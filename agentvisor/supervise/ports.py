@@ -64,6 +64,25 @@ def allocate_port(
     )
 
 
+def ephemeral_overlap(port_range: tuple[int, int], ephemeral: tuple[int, int]) -> str | None:
+    """A warning when ``port_range`` shares ports with the kernel's ephemeral range.
+
+    The kernel hands those ports to outgoing connections (the router's, health
+    checks', any program's), so one can hold a worker's port while the worker
+    restarts, and the worker then fails to bind until it is released.
+    """
+    low, high = port_range
+    first, last = ephemeral
+    shared = min(high, last) - max(low, first) + 1
+    if shared <= 0:
+        return None
+    return (
+        f"[supervisor] port_range {low}-{high} shares {shared} ports with the kernel's "
+        f"ephemeral ports {first}-{last} (net.ipv4.ip_local_port_range): an outgoing "
+        "connection can take a worker's port while it restarts; choose a range outside it"
+    )
+
+
 Slot = tuple[str, int]  # (agent name, replica)
 
 

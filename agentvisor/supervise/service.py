@@ -27,6 +27,7 @@ from agentvisor.supervise.logs import LogBook, RotatingLogFile
 from agentvisor.supervise.policy import Policy
 from agentvisor.supervise.process import Launcher
 from agentvisor.supervise.registry import Endpoint, ServiceView, aggregate_state
+from agentvisor.supervise.ports import ephemeral_overlap
 from agentvisor.supervise.spec import launch_spec, log_path
 from agentvisor.supervise.states import ProcessState
 
@@ -262,6 +263,27 @@ def sessions_in_use(instance: Instance) -> int:
     sessions = stats.get("sessions") if stats is not None else None
     in_use = sessions.get("in_use") if isinstance(sessions, dict) else None
     return in_use if isinstance(in_use, int) else instance.sessions
+
+
+EPHEMERAL_PORTS = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def ephemeral_ports(path: str = EPHEMERAL_PORTS) -> tuple[int, int] | None:
+    """The kernel's ephemeral port range, or None where it cannot be read (not Linux)."""
+    try:
+        with open(path) as file:
+            first, last = (int(word) for word in file.read().split())
+    except (OSError, ValueError):
+        return None
+    return first, last
+
+
+def port_range_warning(config: Config) -> str | None:
+    """The warning :func:`ports.ephemeral_overlap` gives for this host, if any."""
+    ephemeral = ephemeral_ports()
+    if ephemeral is None:
+        return None
+    return ephemeral_overlap(config.supervisor.port_range, ephemeral)
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -48,6 +48,7 @@ from agentvisor.supervise.service import (
     ShuttingDown,
     new_instance,
     port_is_free,
+    port_range_warning,
     run_detached,
 )
 from agentvisor.supervise.spec import forget_agent_files, session_namespace, session_store_path
@@ -132,6 +133,7 @@ class Supervisor:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._ports.commit(self.config.agents, self._ports.plan(self.config.agents))
+            self._warn_about_port_range()
             for name, agent in self.config.agents.items():
                 self._add_service_soon(name, agent)
             for service in self._services.values():
@@ -140,6 +142,11 @@ class Supervisor:
             nursery.start_soon(self._monitor.run, lambda: self.config.supervisor.sample_interval)
             nursery.start_soon(self.autoscaler.run)
             task_status.started()
+
+    def _warn_about_port_range(self) -> None:
+        warning = port_range_warning(self.config)
+        if warning is not None:
+            log.warning("%s", warning)
 
     async def shutdown(self) -> None:
         """Stop every instance (stop signal, SIGKILL after stopwaitsecs); the caller bounds it."""
@@ -375,9 +382,12 @@ class Supervisor:
         """Everything of a reload but the rolling restarts: no waiting on processes."""
         plan = plan_reload(self.config, new)
         needs_restart = sections_needing_restart(plan, self.config, new)
+        range_changed = new.supervisor.port_range != self.config.supervisor.port_range
         # The node keeps the cluster it joined at start (its registry, its workers' store).
         self.config = attrs.evolve(new, source=self.config_path, cluster=self.config.cluster)
         self._ports.commit(new.agents, ports)
+        if range_changed:
+            self._warn_about_port_range()
         for name in plan.removed:
             service = self._services.pop(name)
             if service.operation is not None:

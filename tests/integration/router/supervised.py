@@ -37,7 +37,7 @@ def agent_config(
     The workers are ``tests/children/agent_server.py``, or agentvisor's own
     worker runtime serving ``agent_file``.
     """
-    low = random.randrange(20000, 60000, 500)  # parallel tests: rarely the same ports
+    low = random.randrange(10000, 32000, 500)  # below the ephemeral ports; rarely the same
     command = json.dumps(
         [
             sys.executable,

@@ -33,7 +33,7 @@ SHUTDOWN_DEADLINE = 30.0
 def scaled_config(path: Path, autoscale: str, *, startsecs: float = 0, agent: str = "") -> Path:
     """One autoscaled agent, ``chat``, serving the ledger agent; ``autoscale`` is the body
     of ``[agents.chat.autoscale]``, ``agent`` more lines of ``[agents.chat]``."""
-    low = random.randrange(20000, 60000, 500)  # parallel tests: rarely the same ports
+    low = random.randrange(10000, 32000, 500)  # below the ephemeral ports; rarely the same
     path.write_text(
         f"""
 [supervisor]

@@ -6,7 +6,7 @@ import pytest
 
 from agentvisor.config.model import AgentConfig, AutoscaleConfig
 from agentvisor.errors import InsufficientResources
-from agentvisor.supervise.ports import allocate_port, fixed_port, fixed_ports
+from agentvisor.supervise.ports import allocate_port, ephemeral_overlap, fixed_port, fixed_ports
 
 RANGE = (8100, 8104)
 
@@ -81,3 +81,18 @@ def test_fixed_port_of_replica_i_is_port_plus_i() -> None:
 
 def test_no_fixed_port_without_a_port() -> None:
     assert fixed_port(AgentConfig(command="w"), 0) is None
+
+
+@pytest.mark.parametrize(
+    ("port_range", "shared"),
+    [((8100, 8999), None), ((32768, 32768), 1), ((30000, 39999), 7232), ((61000, 65535), None)],
+)
+def test_a_port_range_inside_the_ephemeral_ports_is_warned_about(
+    port_range: tuple[int, int], shared: int | None
+) -> None:
+    warning = ephemeral_overlap(port_range, (32768, 60999))
+    if shared is None:
+        assert warning is None
+    else:
+        assert warning is not None
+        assert f"shares {shared} ports with the kernel's ephemeral ports 32768-60999" in warning
