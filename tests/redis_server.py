@@ -1,14 +1,18 @@
 """A real ``redis-server`` of the test's own (Debian's package; ``make test`` installs it).
 
-No persistence, bound to 127.0.0.1 on a port found free by binding port 0
-(redis-server has no "any port" of its own: ``--port 0`` turns TCP off);
-a start that loses that port to another process is retried on another.
-Stopped by its PID. Never 6379.
+No persistence, bound to 127.0.0.1 on a free port above the kernel's
+ephemeral range (redis-server has no "any port" of its own: ``--port 0``
+turns TCP off). Port 0 would hand out an ephemeral port, which any client
+socket or agent worker of the other tests may take while the test restarts
+Redis on it; above that range only the tests' other Redis servers look. A
+start that loses its port anyway is retried on another. Stopped by its PID.
+Never 6379.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,7 +27,25 @@ from attrs import define
 START_TIMEOUT = 10.0
 
 
-def _free_port() -> int:
+def _ephemeral_high() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[1])
+    except (OSError, ValueError, IndexError):
+        return 60999  # Linux's default
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now, above the ephemeral range when there is room."""
+    high = _ephemeral_high()
+    for _ in range(50 if high < 64535 else 0):
+        port = random.randint(high + 1, 65535)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -33,6 +55,8 @@ def _free_port() -> int:
 class RedisServer:
     port: int
     directory: Path
+    #: More ``redis-server`` options (``--replicaof``, ``--cluster-enabled`` …).
+    extra: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -59,6 +83,7 @@ class RedisServer:
                     "no",
                     "--dir",
                     str(self.directory),
+                    *self.extra,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -87,11 +112,11 @@ class RedisServer:
 
 
 @contextmanager
-def running_redis(directory: Path) -> Iterator[RedisServer]:
+def running_redis(directory: Path, extra: tuple[str, ...] = ()) -> Iterator[RedisServer]:
     directory.mkdir(parents=True, exist_ok=True)
     server = None
     for _ in range(5):
-        server = RedisServer(_free_port(), directory)
+        server = RedisServer(free_port(), directory, extra)
         try:
             server.start()
             break

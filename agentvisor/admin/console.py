@@ -31,7 +31,16 @@ if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 #: The console's top-level pages (vue-router paths); a deep link below one answers index.html.
-CONSOLE_PAGES = ("dashboard", "services", "connections", "routing", "logs", "events", "login")
+CONSOLE_PAGES = (
+    "dashboard",
+    "services",
+    "cluster",
+    "connections",
+    "routing",
+    "logs",
+    "events",
+    "login",
+)
 #: Hashed assets never change under one name.
 ASSET_MAX_AGE = 365 * 86400
 #: Assets worth compressing (fonts and images come compressed).

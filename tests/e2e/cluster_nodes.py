@@ -41,8 +41,10 @@ def eventually(check: Any, what: str, timeout: float = DEADLINE) -> Any:
 
 
 def node_config(
-    name: str, redis: RedisServer, index: int, replicas: int, *, extra: str = ""
+    name: str, redis: RedisServer | list[str], index: int, replicas: int, *, extra: str = ""
 ) -> str:
+    """A node's config; ``redis`` is the test's server or ``[cluster] redis_url``'s list."""
+    url = json.dumps(redis.url if isinstance(redis, RedisServer) else redis)
     low = 31000 + 1000 * index
     ledger = json.dumps(str(AGENTS / "ledger.py"))
     return f"""
@@ -58,7 +60,7 @@ bind = ["127.0.0.1:0"]
 default_strategy = "round_robin"
 
 [cluster]
-redis_url = "{redis.url}"
+redis_url = {url}
 node_name = "{name}"
 advertise_host = "127.0.0.1"
 heartbeat_interval = 0.2
@@ -134,9 +136,13 @@ class Node:
         return data
 
     def router_url(self) -> str:
-        listing = eventually(self.cluster, f"{self.name}'s cluster API")
-        own = next(node for node in listing["nodes"] if node["self"])
-        return str(own["router"][0]).rstrip("/") + "/ws"
+        def published() -> list[str]:  # the router listens after the instances are up
+            listing = self.cluster()
+            own = [n for n in (listing or {"nodes": []})["nodes"] if n["self"]]
+            return list(own[0]["router"]) if own else []
+
+        routers = eventually(published, f"{self.name}'s router in its cluster API")
+        return str(routers[0]).rstrip("/") + "/ws"
 
     def stop(self) -> None:
         """SIGTERM and wait (a clean stop), SIGKILL past the deadline."""

@@ -13,7 +13,7 @@ export const TOKEN = 'console-e2e-token'
 
 export type Daemon = { url: string; routerUrl: string; dir: string; config: string; process: ChildProcess; output: string[]; stop: () => Promise<void> }
 
-export function configText(dir: string): string {
+export function configText(dir: string, extra = ''): string {
   const examples = join(ROOT, 'examples')
   return `
 [supervisor]
@@ -45,14 +45,15 @@ name = "blocked-bots"
 priority = 100
 match = [{ field = "user_agent", op = "contains", value = "badbot" }]
 action = "reject"
-`
+${extra}`
 }
 
-export async function startDaemon(): Promise<Daemon> {
+/** `extra` is appended to the config (a `[cluster]` table, say). */
+export async function startDaemon(extra = ''): Promise<Daemon> {
   const dir = mkdtempSync(join(tmpdir(), 'agentvisor-console-'))
   mkdirSync(join(dir, 'state'))
   const config = join(dir, 'agentvisor.toml')
-  writeFileSync(config, configText(dir))
+  writeFileSync(config, configText(dir, extra))
   const child = spawn(BIN, ['run', '-c', config], {
     cwd: ROOT,
     env: { ...process.env, PATH: `${join(ROOT, '.venv/bin')}:${process.env.PATH}`, AGENTVISOR_LOG_LEVEL: 'info' },
