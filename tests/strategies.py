@@ -769,3 +769,37 @@ def relay_runs(draw: st.DrawFn) -> list[RelayStep]:
         st.sampled_from((1.0, 1.0, 0.5, 0.0)),
     )
     return draw(st.lists(step, max_size=60))
+
+
+@attrs.frozen
+class DeflateRun:
+    """Messages for a permessage-deflate leg: each ``(opcode, payload, cuts)`` is sent in
+    frames cut at ``cuts``; ``pings`` frames go between frames; the byte stream is read
+    in ``reads``-sized pieces; the agreed parameters."""
+
+    messages: list[tuple[int, bytes, list[int]]]
+    pings: list[int]
+    reads: list[int]
+    no_context_takeover: bool
+    window_bits: int
+
+
+@st.composite
+def deflate_runs(draw: st.DrawFn) -> DeflateRun:
+    """Compressible and random payloads, fragmented anywhere, with random parameters."""
+    payload = st.one_of(
+        st.binary(max_size=300),
+        st.builds(lambda word, n: word * n, st.binary(min_size=1, max_size=8), st.integers(0, 900)),
+    )
+    message = st.tuples(
+        st.sampled_from((0x1, 0x2)),
+        payload,
+        st.lists(st.integers(min_value=0, max_value=1000), max_size=3),
+    )
+    return DeflateRun(
+        messages=draw(st.lists(message, min_size=1, max_size=8)),
+        pings=draw(st.lists(st.integers(min_value=0, max_value=20), max_size=3)),
+        reads=draw(st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=10)),
+        no_context_takeover=draw(st.booleans()),
+        window_bits=draw(st.integers(min_value=9, max_value=15)),
+    )

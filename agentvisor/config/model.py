@@ -143,6 +143,7 @@ class RouterConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     failover: bool = True
+    compression: bool = True
 
 
 @frozen

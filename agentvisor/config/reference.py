@@ -93,6 +93,9 @@ ROUTER = Table(
         "tls_key": "private key file of `tls_cert`",
         "failover": "reconnect a live client of an agent worker to another replica when its "
         "instance dies",
+        "compression": "permessage-deflate for clients that offer it: agreed at the router on "
+        "agent routes (the worker leg stays uncompressed), passed to the backend on transparent "
+        "`command` routes; `false` declines it (saves the router's CPU)",
     },
 )
 

@@ -41,11 +41,13 @@ import math
 from collections.abc import Callable
 from enum import Enum
 
+from agentvisor.router.compression import Deflater
 from agentvisor.router.frames import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
     CLOSE_TRY_AGAIN,
+    DEFLATE_NONE,
     OP_TEXT,
     RAW,
     FrameError,
@@ -68,7 +70,7 @@ from agentvisor.router.policy import (
     Policy,
 )
 from agentvisor.router.sessions import Kept, Learned, SessionTracker
-from agentvisor.router.streams import ClientStream, Encode, WorkerStream
+from agentvisor.router.streams import ClientStream, Encode, WorkerStream, deflate_mode
 
 
 class UpstreamState(Enum):
@@ -100,7 +102,9 @@ class ConnectionCore:
         self._error_notice = error_notice
         self._encode = encode or _plain
         self.inbound = ClientStream(policy, self.tracker, encode or _plain)
-        self.outbound = WorkerStream(agent_protocol=policy.agent_protocol)
+        self.outbound = self._worker_stream()
+        # The client's compression context is the connection's: it survives a failover.
+        self.deflater = Deflater(policy.deflate) if policy.deflate and policy.compresses else None
         self.output = ClientOutput()
         self.keepalive = Keepalive(
             interval=policy.ping_interval, timeout=policy.ping_timeout, now=now
@@ -268,7 +272,8 @@ class ConnectionCore:
         if len(records) == 1 and records[0][0] == RAW and records[0][2] == len(buf):
             out = buf if records[0][1] == 0 else buf[records[0][1] :]
             if self.output.pass_through(scanner.sent_to_boundary):
-                return out  # nothing waits in the client-bound queue: out at once
+                # nothing waits in the client-bound queue: out at once
+                return out if self.deflater is None else self.deflater.feed(out)
         outbound.keep(buf, records)
         return None
 
@@ -281,6 +286,8 @@ class ConnectionCore:
             self.upstream = UpstreamState.LOST
             return []
         learned = [self._observe(payload) for payload in messages]
+        if self.deflater is not None:
+            out = self.deflater.feed(out)  # (a close frame, ``raw``, is never compressed)
         if close is None:
             self.output.relay(out, self.outbound.scanner.sent_to_boundary)
             return learned
@@ -410,8 +417,14 @@ class ConnectionCore:
     def upstream_connected(self) -> None:
         """A new worker connection (first routing, or a failover's candidate)."""
         self._upstream_messages += self.outbound.scanner.messages
-        self.outbound = WorkerStream(agent_protocol=self.policy.agent_protocol)
+        self.outbound = self._worker_stream()
         self.upstream = UpstreamState.OPEN
+
+    def _worker_stream(self) -> WorkerStream:
+        """A worker leg's scanner: RSV1 passes only where the backend agreed to it."""
+        policy = self.policy
+        deflate = DEFLATE_NONE if policy.compresses else deflate_mode(policy)
+        return WorkerStream(agent_protocol=policy.agent_protocol, deflate=deflate)
 
     def attached(self, now: float) -> None:
         """A worker took the client (first routing or a failover): relaying resumes."""

@@ -15,8 +15,12 @@ worker between two messages.
 A frame is forwarded once it is complete, so a stream only ever stops at a
 frame boundary; only frames larger than ``hold_limit`` are streamed through
 in pieces (``at_boundary`` is then false until the frame's end), which keeps
-the bytes held per connection bounded. Permessage-deflate is never
-negotiated, so every RSV bit set is a protocol error.
+the bytes held per connection bounded. RSV1 is allowed only on the first
+frame of a data message, and only where permessage-deflate was agreed
+(``deflate``): such a message passes through unread (``DEFLATE_PASS``,
+transparent routes) or is reported whole as a ``DEFLATED`` record for the
+connection to inflate (``DEFLATE_INFLATE``, ``compression.py``). RSV2 and
+RSV3 are always protocol errors.
 
 The scanner does no I/O and keeps no clock; ``tests/unit/router/test_frames.py``
 checks with Hypothesis that any frame sequence cut at any byte boundaries
@@ -44,6 +48,15 @@ CONTROL: Final = 1  # (CONTROL, opcode, payload, start, end): a whole control fr
 #: (MESSAGE, opcode, payload, start, end): a complete message a needle matched; start and end
 #: delimit it in the buffer when it is one frame (it is also inside a RAW range), else -1.
 MESSAGE: Final = 2
+#: (DEFLATED, opcode, payload, start, end): a complete compressed message (``DEFLATE_INFLATE``),
+#: its payload as sent (the frames' payloads joined, unmasked); never inside a RAW range.
+DEFLATED: Final = 3
+
+#: What the scanner does with permessage-deflate (RSV1): not agreed (a protocol error),
+#: passed through unread, or compressed messages reported whole to be inflated.
+DEFLATE_NONE: Final = 0
+DEFLATE_PASS: Final = 1
+DEFLATE_INFLATE: Final = 2
 
 #: Frames up to this size are held until complete; larger ones stream through.
 HOLD_LIMIT: Final = 64 * 1024
@@ -142,12 +155,14 @@ class FrameScanner:
     bytes) containing any of them are reported as ``MESSAGE`` records.
     ``whole_messages``: report every data message as ``MESSAGE`` and no data
     frame as ``RAW`` (for relays that rewrite messages, e.g. ``wrap_messages``).
+    ``deflate``: ``DEFLATE_NONE``, ``DEFLATE_PASS`` or ``DEFLATE_INFLATE`` (see above).
 
     Counters: ``messages`` (complete data messages seen) and ``frames``.
     """
 
     __slots__ = (
         "_held",
+        "_message_deflated",
         "_message_opcode",
         "_message_open",
         "_message_size",
@@ -156,6 +171,7 @@ class FrameScanner:
         "_stream_fin",
         "_stream_left",
         "_stream_parts",
+        "deflate",
         "frames",
         "hold_limit",
         "masked",
@@ -175,8 +191,10 @@ class FrameScanner:
         hold_limit: int = HOLD_LIMIT,
         whole_messages: bool = False,
         read_limit: int | None = None,
+        deflate: int = DEFLATE_NONE,
     ) -> None:
         self.masked = masked
+        self.deflate = deflate
         self.max_message_bytes = max_message_bytes
         self.needles = needles
         self.hold_limit = hold_limit
@@ -192,6 +210,7 @@ class FrameScanner:
         self._stream_parts: list[bytes] | None = None  # a streamed frame's payload, read
         self._message_open = False  # a fragmented message has begun and not ended
         self._message_opcode = 0
+        self._message_deflated = False  # the message under way has RSV1 set
         self._message_size = 0
         self._parts: list[bytes] | None = None  # payload pieces of a message to report
         self._parts_size = 0
@@ -275,9 +294,16 @@ class FrameScanner:
                 header += 4
             elif masked:
                 raise FrameError(CLOSE_PROTOCOL_ERROR, "unmasked frame from a client")
-            if first & 0x70:
-                raise FrameError(CLOSE_PROTOCOL_ERROR, "reserved bits set (no extension agreed)")
             opcode = first & 0x0F
+            if first & 0x70:
+                if first & 0x30 or not self.deflate:
+                    raise FrameError(
+                        CLOSE_PROTOCOL_ERROR, "reserved bits set (no extension agreed)"
+                    )
+                if opcode == OP_CONTINUATION or opcode >= 0x8:
+                    raise FrameError(
+                        CLOSE_PROTOCOL_ERROR, "RSV1 on a control or continuation frame"
+                    )
             fin = bool(first & 0x80)
             end = pos + header + length
             if opcode >= 0x8:
@@ -300,19 +326,23 @@ class FrameScanner:
                 if not self._message_open:
                     raise FrameError(CLOSE_PROTOCOL_ERROR, "continuation frame outside a message")
                 message_size = self._message_size + length
+                deflated = self._message_deflated
             elif opcode in (OP_TEXT, OP_BINARY):
                 if self._message_open:
                     raise FrameError(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
                 message_size = length
+                deflated = bool(first & 0x40)
             else:
                 raise FrameError(CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
             limit = self.max_message_bytes
             if limit is not None and message_size > limit:
                 raise FrameError(CLOSE_TOO_BIG, f"message larger than {limit} bytes")
-            if end > size and (length <= self.hold_limit or self.whole_messages):
+            whole = self.whole_messages or (deflated and self.deflate == DEFLATE_INFLATE)
+            if end > size and (length <= self.hold_limit or whole):
                 break  # hold the partial frame until it is complete
             if opcode != OP_CONTINUATION:
                 self._message_opcode = opcode
+                self._message_deflated = deflated
             self._message_size = message_size
             if end > size:
                 # Stream a large frame through: forward what we have, skip the rest later.
@@ -320,6 +350,7 @@ class FrameScanner:
                     bool(self.needles)
                     and not masked
                     and self._message_opcode == OP_TEXT
+                    and not deflated
                     and message_size <= self.read_limit
                     and (self._parts is not None or not self._message_open)
                 )
@@ -337,8 +368,10 @@ class FrameScanner:
                 pos = size
                 break
             self.frames += 1
-            wanted = self.whole_messages or (bool(self.needles) and self._message_opcode == OP_TEXT)
-            if self.whole_messages:
+            wanted = whole or (
+                bool(self.needles) and self._message_opcode == OP_TEXT and not deflated
+            )
+            if whole:
                 if run < pos:
                     records.append((RAW, run, pos))
                 run = end
@@ -376,7 +409,7 @@ class FrameScanner:
                     self._parts, self._parts_size = [], 0
                 if self._parts is not None:
                     self._parts_size += len(payload)
-                    if self._parts_size > self.read_limit and not self.whole_messages:
+                    if self._parts_size > self.read_limit and not self._whole:
                         self._parts = None  # too large to read cheaply: not reported
                     else:
                         self._parts.append(payload)
@@ -391,9 +424,17 @@ class FrameScanner:
         else:
             self._message_open = True
 
+    @property
+    def _whole(self) -> bool:
+        """The message under way is reported whole, whatever its size."""
+        return self.whole_messages or (self._message_deflated and self.deflate == DEFLATE_INFLATE)
+
     def _report(
         self, payload: bytes, records: list[Record], span: tuple[int, int] = (-1, -1)
     ) -> None:
+        if self._message_deflated and self.deflate == DEFLATE_INFLATE:
+            records.append((DEFLATED, self._message_opcode, payload, *span))
+            return
         needles = self.needles
         if (
             self.whole_messages

@@ -4,9 +4,10 @@ The router is a WebSocket *server* for its clients and a *client* of the
 workers; doing both handshakes here, rather than through a WebSocket
 library, leaves it holding two plain byte streams it can relay frames
 between. h11 parses the requests and responses, so malformed ones are
-refused the way a real HTTP server refuses them. No extension is ever
-negotiated (the relay forwards frames as they are), and a subprotocol is
-chosen by the worker and passed back to the client.
+refused the way a real HTTP server refuses them. The only extension is
+permessage-deflate (``compression.py`` decides where it is agreed: with the
+client at the router, or by a transparent backend whose answer is passed
+back), and a subprotocol is chosen by the worker and passed back to the client.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import h11
 from attrs import frozen
 
 from agentvisor.router.channels import Channel
+from agentvisor.router.compression import backend_agreed
 
 MAX_HEAD_BYTES = 16 * 1024
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -151,7 +153,9 @@ def parse_upgrade(head: bytes) -> UpgradeRequest:
     return UpgradeRequest(target, request.path, request.query, headers, key)
 
 
-def accept_response(key: str, subprotocol: str | None = None) -> bytes:
+def accept_response(
+    key: str, subprotocol: str | None = None, extensions: str | None = None
+) -> bytes:
     lines = [
         "HTTP/1.1 101 Switching Protocols",
         "Upgrade: websocket",
@@ -160,6 +164,8 @@ def accept_response(key: str, subprotocol: str | None = None) -> bytes:
     ]
     if subprotocol:
         lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
+    if extensions:
+        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
@@ -217,8 +223,15 @@ def upstream_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), key
 
 
-def check_upstream_response(head: bytes, key: str) -> str | None:
-    """Check a worker's answer to our upgrade; its chosen subprotocol, if any."""
+def check_upstream_response(
+    head: bytes, key: str, *, offered: bool = False
+) -> tuple[str | None, str | None]:
+    """Check a worker's answer to our upgrade: its subprotocol and its extensions, if any.
+
+    ``offered``: the client's permessage-deflate offers were passed on (a
+    transparent route); then the worker may agree to permessage-deflate, and
+    nothing else.
+    """
     connection = h11.Connection(h11.CLIENT)
     connection.send(
         h11.Request(
@@ -247,6 +260,8 @@ def check_upstream_response(head: bytes, key: str) -> str | None:
     answer = {name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers}
     if answer.get("sec-websocket-accept") != accept_key(key):
         raise UpstreamRefused("the worker's Sec-WebSocket-Accept does not match")
-    if answer.get("sec-websocket-extensions"):
+    extensions = answer.get("sec-websocket-extensions") or None
+    agreed = backend_agreed(extensions, offered=offered)
+    if agreed is None:
         raise UpstreamRefused("the worker enabled an extension the router did not offer")
-    return answer.get("sec-websocket-protocol") or None
+    return answer.get("sec-websocket-protocol") or None, extensions if agreed else None

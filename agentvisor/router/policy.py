@@ -11,6 +11,8 @@ from typing import Final
 
 from attrs import frozen
 
+from agentvisor.router.compression import Agreement
+
 #: Close codes after which a worker is failed over (as is a stream ending without one).
 FAILOVER_CODES: Final = frozenset({1001, 1006, 1011, 1012})
 #: The ceiling of an agent worker's frames (``worker/serve.py``): below it, a message
@@ -39,6 +41,8 @@ class Policy:
     failover_window: float = 2.0
     wrap: bool = False  # client messages go in the seeds' envelope (``wrap_messages``)
     max_message_bytes: int = 1024 * 1024  # the router's own limit (``[router]``)
+    #: permessage-deflate with the client, if agreed: at the router, or passed through.
+    deflate: Agreement | None = None
 
     @classmethod
     def build(
@@ -52,6 +56,7 @@ class Policy:
         ping_timeout: float = 20.0,
         wrap: bool = False,
         max_message_bytes: int = 1024 * 1024,
+        deflate: Agreement | None = None,
     ) -> Policy:
         """Agent workers get notices and failover; command workers only when they opt in."""
         understood = agent_protocol or router_notices
@@ -63,7 +68,18 @@ class Policy:
             ping_timeout=ping_timeout,
             wrap=wrap,
             max_message_bytes=max_message_bytes,
+            deflate=deflate,
         )
+
+    @property
+    def transparent(self) -> bool:
+        """The router reads no message and moves no client: a backend's extensions pass."""
+        return not self.agent_protocol and not self.failover and not self.wrap
+
+    @property
+    def compresses(self) -> bool:
+        """permessage-deflate is the router's with the client (the worker leg is plain)."""
+        return self.deflate is not None and self.deflate.at_router
 
     @property
     def client_limit(self) -> int:

@@ -61,24 +61,14 @@ class Connection:
         client_ip: str,
         plan: Plan,
         initial: bytes,
+        policy: Policy,
     ) -> None:
-        config = router.config.router
         self.router = router
         self.id = connection_id
         self.client = client
         self.client_ip = client_ip
         self.plan = plan
         self.scope = trio.CancelScope()
-        policy = Policy.build(
-            agent_protocol=plan.agent_protocol,
-            router_notices=router.routing.router_notices(plan.agents),
-            management_events=config.management_events,
-            failover=config.failover,
-            ping_interval=config.ping_interval,
-            ping_timeout=config.ping_timeout,
-            wrap=plan.wrap,
-            max_message_bytes=config.max_message_bytes,
-        )
         self.tracker = SessionTracker(id_prefix=f"r{os.urandom(6).hex()}")
         self.core = ConnectionCore(
             policy,

@@ -31,6 +31,7 @@ import uuid
 from collections import Counter
 
 import trio
+from attrs import evolve
 
 from agentvisor.config.model import Config
 from agentvisor.events import ConnectionOpened, ConnectionRefused, EventBus
@@ -43,6 +44,7 @@ from agentvisor.router.channels import (
     configure_socket,
 )
 from agentvisor.router.coldstart import ColdStart
+from agentvisor.router.compression import Agreement, deflate_offers, negotiate
 from agentvisor.router.engine import RelayEngine
 from agentvisor.router.frames import (
     CLOSE_POLICY,
@@ -61,7 +63,7 @@ from agentvisor.router.handshake import (
 )
 from agentvisor.router.lifecycle import RouterLifecycle
 from agentvisor.router.listen import open_listener, origin_allowed, raise_fd_limit
-from agentvisor.router.policy import Close, Ping
+from agentvisor.router.policy import Close, Ping, Policy
 from agentvisor.router.relay import Connection
 from agentvisor.router.routing import EndpointSource, Plan, Routing, endpoint_url
 from agentvisor.router.rules import ClientInfo, Reject, Route
@@ -308,8 +310,13 @@ class Router(RouterLifecycle):
         if not_started is not None:
             raise HandshakeError(503, not_started)
         connection_id = str(uuid.uuid4())
+        policy = self.policy(plan)
+        # permessage-deflate: a transparent backend answers the client's offers itself;
+        # on other routes the router agrees on it with the client (compression.py).
+        offer = request.header("sec-websocket-extensions") if config.compression else None
+        passed = deflate_offers(offer) if policy.transparent else None
         with trio.move_on_after(config.handshake_timeout):
-            opened = await self._open_first(plan, connection_id, ip)
+            opened = await self._open_first(plan, connection_id, ip, extensions=passed)
         if isinstance(opened, Refusal):
             # The worker refused the upgrade (403, 414, 431...): the client gets its answer.
             self._refused(ip, opened.status, "refused by the agent", plan.rule)
@@ -322,15 +329,37 @@ class Router(RouterLifecycle):
             )
             return
         upstream, decided_by = opened
+        if policy.transparent:
+            agreed = Agreement(False, upstream.extensions) if upstream.extensions else None
+        else:
+            agreed = negotiate(offer)
+        policy = evolve(policy, deflate=agreed)
         try:
-            await channel.send(accept_response(request.key, upstream.subprotocol))
+            answer = accept_response(
+                request.key, upstream.subprotocol, agreed.response if agreed else None
+            )
+            await channel.send(answer)
         except BaseException:
             upstream.channel.close()
             raise
-        await self._relay(channel, ip, rest, plan, connection_id, upstream, decided_by)
+        await self._relay(channel, ip, rest, plan, connection_id, upstream, decided_by, policy)
+
+    def policy(self, plan: Plan) -> Policy:
+        """What a connection routed by ``plan`` may do, from the router's settings now."""
+        config = self.config.router
+        return Policy.build(
+            agent_protocol=plan.agent_protocol,
+            router_notices=self.routing.router_notices(plan.agents),
+            management_events=config.management_events,
+            failover=config.failover,
+            ping_interval=config.ping_interval,
+            ping_timeout=config.ping_timeout,
+            wrap=plan.wrap,
+            max_message_bytes=config.max_message_bytes,
+        )
 
     async def _open_first(
-        self, plan: Plan, connection_id: str, ip: str
+        self, plan: Plan, connection_id: str, ip: str, *, extensions: str | None = None
     ) -> tuple[Upstream, str] | Refusal | None:
         """Pick an instance (affinity first) and connect; another one if that fails.
 
@@ -360,6 +389,7 @@ class Router(RouterLifecycle):
                     client_ip=ip,
                     connection_id=connection_id,
                     route=plan.route_label,
+                    extensions=extensions,
                 )
             except UpstreamFailed as failure:
                 log.info("router: %s", failure)
@@ -378,6 +408,7 @@ class Router(RouterLifecycle):
         connection_id: str,
         upstream: Upstream,
         decided_by: str,
+        policy: Policy,
     ) -> None:
         endpoint = upstream.endpoint
         now = time.time()
@@ -393,7 +424,13 @@ class Router(RouterLifecycle):
             )
         )
         connection = Connection(
-            self, connection_id=connection_id, client=channel, client_ip=ip, plan=plan, initial=rest
+            self,
+            connection_id=connection_id,
+            client=channel,
+            client_ip=ip,
+            plan=plan,
+            initial=rest,
+            policy=policy,
         )
         self.connections[connection_id] = connection
         self.accepted += 1

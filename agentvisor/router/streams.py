@@ -14,7 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from agentvisor.router.compression import Inflater
 from agentvisor.router.frames import (
+    DEFLATE_INFLATE,
+    DEFLATE_NONE,
+    DEFLATE_PASS,
+    DEFLATED,
     MESSAGE,
     OP_CLOSE,
     OP_PONG,
@@ -73,21 +78,32 @@ class _Stream:
         return backlog
 
 
-class ClientStream(_Stream):
-    """Client → worker: keepalive pongs swallowed, ``user.message`` counted and given an id."""
+def deflate_mode(policy: Policy) -> int:
+    """How a scanner treats RSV1 on a leg where ``policy`` applies (``frames.DEFLATE_*``)."""
+    if policy.deflate is None:
+        return DEFLATE_NONE
+    return DEFLATE_INFLATE if policy.deflate.at_router else DEFLATE_PASS
 
-    __slots__ = ("_encode", "_policy", "_tracker")
+
+class ClientStream(_Stream):
+    """Client → worker: keepalive pongs swallowed, ``user.message`` counted and given an id,
+    compressed messages inflated (bounded) when the router holds the extension."""
+
+    __slots__ = ("_encode", "_inflater", "_policy", "_tracker")
 
     def __init__(self, policy: Policy, tracker: SessionTracker, encode: Encode) -> None:
         self._policy = policy
         self._tracker = tracker
         self._encode = encode
+        deflate = policy.deflate
+        self._inflater = Inflater(deflate) if deflate is not None and deflate.at_router else None
         super().__init__(
             FrameScanner(
                 masked=True,
                 max_message_bytes=policy.client_limit,
                 needles=CLIENT_NEEDLES,
                 whole_messages=policy.wrap,
+                deflate=deflate_mode(policy),
             )
         )
 
@@ -110,15 +126,24 @@ class ClientStream(_Stream):
                     _with_swaps(pieces, buf, record[1], record[2], swaps)
                 else:
                     pieces.append(buf[record[1] : record[2]])
-            elif kind == MESSAGE:
+            elif kind in (MESSAGE, DEFLATED):
                 opcode, payload = record[1], record[2]
+                inflated = kind == DEFLATED  # re-encoded uncompressed, not in a RAW range
+                if inflated:
+                    assert self._inflater is not None
+                    payload = self._inflater.inflate(payload, policy.client_limit)
                 if policy.wrap:
                     pieces.append(self._encode(opcode, payload))
+                sent = payload
                 if opcode == OP_TEXT and b"user.message" in payload:
-                    can_rewrite = policy.agent_protocol and not policy.wrap and record[3] >= 0
+                    can_rewrite = (
+                        policy.agent_protocol and not policy.wrap and (inflated or record[3] >= 0)
+                    )
                     sent = self._tracker.client_message(payload, can_rewrite=can_rewrite)
-                    if sent is not None and sent is not payload:  # a message_id was assigned
+                    if sent is not None and sent is not payload and not inflated:
                         swaps.append((record[3], record[4], self._encode(OP_TEXT, sent)))
+                if inflated and not policy.wrap:
+                    pieces.append(self._encode(opcode, payload if sent is None else sent))
             elif record[1] == OP_CLOSE:
                 code, reason = parse_close(record[2])
                 return b"".join(pieces), (code, reason, buf[record[3] : record[4]])
@@ -134,10 +159,12 @@ class WorkerStream(_Stream):
 
     __slots__ = ()
 
-    def __init__(self, *, agent_protocol: bool = True) -> None:
+    def __init__(self, *, agent_protocol: bool = True, deflate: int = DEFLATE_NONE) -> None:
         read_limit = AGENT_READ_LIMIT if agent_protocol else None
         super().__init__(
-            FrameScanner(masked=False, needles=UPSTREAM_NEEDLES, read_limit=read_limit)
+            FrameScanner(
+                masked=False, needles=UPSTREAM_NEEDLES, read_limit=read_limit, deflate=deflate
+            )
         )
 
     def feed(self, data: bytes) -> tuple[bytes, list[bytes], CloseFrame | None]:

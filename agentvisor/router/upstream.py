@@ -52,15 +52,21 @@ class UpstreamFailed(Exception):
 class Upstream:
     """A worker connection after its handshake (its frames are the connection core's)."""
 
-    __slots__ = ("channel", "endpoint", "initial", "subprotocol")
+    __slots__ = ("channel", "endpoint", "extensions", "initial", "subprotocol")
 
     def __init__(
-        self, endpoint: Endpoint, channel: SocketChannel, initial: bytes, subprotocol: str | None
+        self,
+        endpoint: Endpoint,
+        channel: SocketChannel,
+        initial: bytes,
+        subprotocol: str | None,
+        extensions: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.channel = channel
         self.initial = initial  # bytes that came right after the worker's 101
         self.subprotocol = subprotocol
+        self.extensions = extensions  # permessage-deflate as the worker agreed (passed on)
 
     @property
     def url(self) -> str:
@@ -88,8 +94,12 @@ async def open_upstream(
     client_ip: str,
     connection_id: str,
     route: str,
+    extensions: str | None = None,
 ) -> Upstream:
-    """Connect and upgrade; ``UpstreamFailed`` says why not. The caller bounds the time."""
+    """Connect and upgrade; ``UpstreamFailed`` says why not. The caller bounds the time.
+
+    ``extensions``: the client's permessage-deflate offers, for a transparent route.
+    """
     try:
         channel = await connect_tcp(endpoint.host, endpoint.port)
     except OSError as error:
@@ -101,12 +111,17 @@ async def open_upstream(
             path=endpoint.ws_path,
             query=request.query,
             headers=request.headers,
-            extra=forwarded_headers(request, client_ip, connection_id, route),
+            extra=(
+                *forwarded_headers(request, client_ip, connection_id, route),
+                *([("Sec-WebSocket-Extensions", extensions)] if extensions else []),
+            ),
         )
         await channel.send(head)
         answer, rest = await read_head(channel)
         try:
-            subprotocol = check_upstream_response(answer, key)
+            subprotocol, agreed = check_upstream_response(
+                answer, key, offered=extensions is not None
+            )
         except UpstreamRefused as refused:
             if refused.status is None or not 400 <= refused.status < 500:
                 raise
@@ -120,7 +135,7 @@ async def open_upstream(
     except BaseException:
         channel.close()
         raise
-    return Upstream(endpoint, channel, rest, subprotocol)
+    return Upstream(endpoint, channel, rest, subprotocol, agreed)
 
 
 async def _read_body(channel: SocketChannel, rest: bytes, length: int) -> bytes:

@@ -46,7 +46,8 @@ class Backend:
         self.connections = 0
         self.close_codes: list[int | None] = []
         self._handler = handler
-        self.server: Server = serve(self._serve, "127.0.0.1", 0, compression=None, **options)
+        options.setdefault("compression", None)
+        self.server: Server = serve(self._serve, "127.0.0.1", 0, **options)
         self.port = self.server.socket.getsockname()[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

@@ -77,7 +77,13 @@ def test_the_workers_answer_is_checked() -> None:
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: v1\r\n\r\n"
     )
-    assert check_upstream_response(good, key) == "v1"
+    assert check_upstream_response(good, key) == ("v1", None)
+    deflate = good.replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+    assert check_upstream_response(deflate, key, offered=True) == ("v1", "permessage-deflate")
+    with pytest.raises(UpstreamRefused):  # not offered (an agent route): refused
+        check_upstream_response(deflate, key)
+    with pytest.raises(UpstreamRefused):  # offered, but another extension came back
+        check_upstream_response(deflate.replace(b"permessage", b"x-webkit"), key, offered=True)
     with pytest.raises(UpstreamRefused):
         check_upstream_response(good.replace(b"s3pP", b"xxxx"), key)
     with pytest.raises(UpstreamRefused):
