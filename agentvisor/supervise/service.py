@@ -25,9 +25,9 @@ from agentvisor.supervise.instance import (
 )
 from agentvisor.supervise.logs import LogBook, RotatingLogFile
 from agentvisor.supervise.policy import Policy
+from agentvisor.supervise.ports import ephemeral_overlap
 from agentvisor.supervise.process import Launcher
 from agentvisor.supervise.registry import Endpoint, ServiceView, aggregate_state
-from agentvisor.supervise.ports import ephemeral_overlap
 from agentvisor.supervise.spec import launch_spec, log_path
 from agentvisor.supervise.states import ProcessState
 
