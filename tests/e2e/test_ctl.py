@@ -25,7 +25,7 @@ def sleeper(name: str) -> str:
 
 def write_config(path: Path, agents: str) -> Path:
     path.write_text(
-        '[supervisor]\nstate_dir = "state"\nport_range = [50000, 59999]\n'
+        '[supervisor]\nstate_dir = "state"\nport_range = [17000, 19999]\n'
         f'[admin]\nbind = ["unix:state/admin.sock"]\n\n[router]\nbind = ["127.0.0.1:0"]\n\n{agents}'
     )
     return path

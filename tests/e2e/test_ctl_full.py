@@ -27,7 +27,7 @@ NOTES = "# Production agents. Ask #ops before changing ports.\n"
 def write_config(path: Path) -> Path:
     path.write_text(
         NOTES
-        + '[supervisor]\nstate_dir = "state"\nport_range = [50000, 59999]\n\n'
+        + '[supervisor]\nstate_dir = "state"\nport_range = [17000, 19999]\n\n'
         + '[admin]\nbind = ["unix:state/admin.sock"]  # local only\n\n'
         + '[router]\nbind = ["127.0.0.1:0"]\n\n'
         + "# the first agent\n"
