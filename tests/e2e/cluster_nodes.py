@@ -8,6 +8,7 @@ agentvisor and every process under it (workers and the guard), all at once.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import os
@@ -15,13 +16,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 from attrs import define, field
 
+from tests.e2e.test_daemon import eventually as daemon_eventually
 from tests.redis_server import RedisServer
 
 AGENTS = Path(__file__).resolve().parents[1] / "agents"
@@ -29,15 +30,8 @@ BIN = Path(sys.executable).parent
 DEADLINE = 60.0  # a loaded 2-core machine takes 20 s to import agentvisor three times
 
 
-def eventually(check: Any, what: str, timeout: float = DEADLINE) -> Any:
-    """Poll ``check()`` (a fact in another process) until truthy, bounded by a deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+#: Poll a fact held by another process until it is true, within this file's deadline.
+eventually = functools.partial(daemon_eventually, timeout=DEADLINE)
 
 
 def node_config(
