@@ -5,6 +5,7 @@ from __future__ import annotations
 from agentvisor.admin.openapi.vocabulary import (
     BOOLEAN,
     INTEGER,
+    NAMES,
     NUMBER,
     STRING,
     TIME_OR_NULL,
@@ -18,7 +19,6 @@ from agentvisor.admin.openapi.vocabulary import (
 )
 
 TAG = "Cluster"
-NAMES = array(STRING)
 
 
 def schemas() -> dict[str, Schema]:

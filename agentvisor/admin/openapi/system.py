@@ -9,11 +9,11 @@ from __future__ import annotations
 from agentvisor.admin.openapi.vocabulary import (
     BOOLEAN,
     INTEGER,
+    NAMES,
     NUMBER,
     STRING,
     TIME_OR_NULL,
     Schema,
-    array,
     obj,
     operation,
     path_parameter,
@@ -23,7 +23,6 @@ from agentvisor.admin.params import openapi_of, query_parameter
 from agentvisor.admin.routes import system
 
 TAG = "System"
-NAMES = array(STRING)
 
 
 def schemas() -> dict[str, Schema]:

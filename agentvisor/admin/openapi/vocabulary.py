@@ -62,6 +62,10 @@ def array(items: Schema) -> Schema:
     return {"type": "array", "items": items}
 
 
+#: A list of names (tags, agents, nodes).
+NAMES: Schema = array(STRING)
+
+
 def obj(
     properties: Mapping[str, Schema],
     *,
