@@ -37,8 +37,8 @@ SUPERVISOR = Table(
     model.SupervisorConfig,
     {
         "state_dir": "SQLite state store, worker logs, pidfile and admin socket live here",
-        "port_range": "where ports are allocated for instances without a fixed `port`; keep it outside "
-        "the kernel's ephemeral ports (`net.ipv4.ip_local_port_range`, warned about)",
+        "port_range": "where ports are allocated for instances without a fixed `port`; keep it "
+        "outside the kernel's ephemeral ports (`net.ipv4.ip_local_port_range`, warned about)",
         "sample_interval": "seconds between psutil samples (CPU, RSS) of every instance",
         "log_level": "agentvisor's own log level (library loggers stay at warning)",
         "log_format": "`text`, or `json` for one object per line (log shippers)",
