@@ -407,6 +407,13 @@ class SessionManager:
         session.last_activity = self.clock()
         if session.turn is not None:
             session.turn.cancel("user")  # messages queued behind it still run
+        else:  # the turn ended before the cancel came, or none ever ran
+            self._error(
+                connection,
+                ErrorCode.NO_TURN_RUNNING,
+                f"no turn is running in session {session_id!r}; nothing to cancel",
+                session_id,
+            )
         await anyio.lowlevel.checkpoint()
 
     # ------------------------------------------------------------ turns
