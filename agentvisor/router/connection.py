@@ -17,7 +17,8 @@ It decides:
 - whether a loss is failed over: a worker that closes every connection at
   once is not retried forever, while a kill storm whose workers keep
   serving between kills is (``Policy.max_failovers`` losses in a row of
-  workers that served no turn and lasted under ``Policy.failover_window``);
+  workers that served no turn, answered no resume and lasted under
+  ``Policy.failover_window``);
 - when a drain may move the client (both directions between messages, no
   turn in flight or past the drain's deadline), whether a stream can be
   continued elsewhere, what the new worker is sent (the resumes, the
@@ -483,9 +484,15 @@ class ConnectionCore:
 
         ``session_preserved`` only when every session was resumed, and after a loss of a
         command worker (opted in) only if it had sessions: a reset loses written bytes.
+        Resumes all answered also restart the failover bound (``futile``).
         """
         self.switches += 1
         preserved = self.preserved(resumed_all, drained=drained)
+        if resumed_all and self.resumed:
+            # The new worker answered every resume: it serves these sessions, so the
+            # losses in a row start again, as after a turn's end (a kill storm from
+            # outside kills workers that serve; a crash loop answers nothing).
+            self.futile = 0
         return [Notify(build(preserved))] if self.policy.notices else []
 
     def preserved(self, resumed_all: bool, *, drained: bool) -> bool:

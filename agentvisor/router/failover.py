@@ -45,13 +45,14 @@ from agentvisor.router.frames import (
 from agentvisor.router.notices import (
     REASON_DRAIN,
     REASON_UPSTREAM_LOST,
-    notification,
+    drain_notification,
     service_switched,
 )
 from agentvisor.router.outcomes import CLOSE_TIMEOUT, Outcome
 from agentvisor.router.policy import Failover
 from agentvisor.router.table import ConnectionStatus
 from agentvisor.router.worker_pump import pump_worker
+from agentvisor.supervise.states import DrainReason
 
 if TYPE_CHECKING:
     from agentvisor.router.relay import Connection
@@ -231,8 +232,10 @@ async def _deliver_pending(conn: Connection, up: Upstream) -> bool:
     return True
 
 
-async def drain_connection(conn: Connection, deadline: float) -> None:
-    """Tell the client, wait for its turns in flight (until ``deadline``), then move it.
+async def drain_connection(
+    conn: Connection, deadline: float, reason: DrainReason = DrainReason.RESTART
+) -> None:
+    """Tell the client why, wait for its turns in flight (until ``deadline``), then move it.
 
     With no other instance to go to, the connection stays: when its instance
     stops, it fails over like any other (to the restarted instance, if that
@@ -241,13 +244,7 @@ async def drain_connection(conn: Connection, deadline: float) -> None:
     start = conn.instance_id
     countdown = max(0.0, deadline - trio.current_time())
     with trio.move_on_at(deadline):
-        await conn.send_notice(
-            notification(
-                "drain",
-                f"instance {start} is restarting; this connection moves to another one",
-                countdown_seconds=countdown,
-            )
-        )
+        await conn.send_notice(drain_notification(start, reason, countdown))
     with trio.move_on_at(deadline):
         while conn.turns_in_flight and not conn.ended:
             await conn.changed.wait()

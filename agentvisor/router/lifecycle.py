@@ -32,6 +32,7 @@ from agentvisor.router.table import (
     ConnectionTable,
 )
 from agentvisor.router.upstream import Upstream, UpstreamFailed, open_upstream
+from agentvisor.supervise.states import DrainReason
 
 if TYPE_CHECKING:
     from agentvisor.router.relay import Connection
@@ -88,10 +89,17 @@ class RouterLifecycle:
 
     # -- drain, disconnect, shutdown -------------------------------------------------
 
-    async def drain(self, instance_id: str, *, timeout: float) -> None:  # noqa: ASYNC109
+    async def drain(
+        self,
+        instance_id: str,
+        *,
+        timeout: float,  # noqa: ASYNC109
+        reason: DrainReason = DrainReason.RESTART,
+    ) -> None:
         """Send no new clients to ``instance_id``; move its clients once their turns end.
 
-        Clients are told (``management_notification`` type ``drain``), their
+        Clients are told why (``management_notification`` type ``drain``, with
+        ``reason``, also said in its message), their
         turns in flight may finish until ``timeout``, then each is moved like a
         failover. Returns when every connection has moved (or could not: no
         other instance; it will fail over when the instance stops). The caller
@@ -104,7 +112,7 @@ class RouterLifecycle:
             affected = [c for c in self.connections.values() if c.instance_id == instance_id]
             async with trio.open_nursery() as nursery:
                 for connection in affected:
-                    nursery.start_soon(drain_connection, connection, deadline)
+                    nursery.start_soon(drain_connection, connection, deadline, reason)
         finally:
             self.draining[instance_id] -= 1
             if self.draining[instance_id] <= 0:

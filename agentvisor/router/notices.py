@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agentvisor.router.frames import text_frame
+from agentvisor.supervise.states import DrainReason
 
 # error codes (PROTOCOL.md §2)
 ROUTING_FAILED = "ROUTING_FAILED"
@@ -82,13 +83,44 @@ def service_switched(
 
 
 def notification(
-    kind: str, message: str, *, severity: str = "info", countdown_seconds: float | None = None
+    kind: str,
+    message: str,
+    *,
+    severity: str = "info",
+    countdown_seconds: float | None = None,
+    reason: str | None = None,
 ) -> bytes:
-    """``management_notification``: ``kind`` is e.g. ``drain``, ``shutdown``, ``disconnect``."""
+    """``management_notification``: ``kind`` is e.g. ``drain``, ``shutdown``, ``disconnect``;
+    ``reason`` (a drain's) is added to the data when given."""
     countdown = None if countdown_seconds is None else round(countdown_seconds, 3)
-    return notice(
-        "management_notification",
-        {"type": kind, "message": message, "severity": severity, "countdown_seconds": countdown},
+    data: dict[str, Any] = {
+        "type": kind,
+        "message": message,
+        "severity": severity,
+        "countdown_seconds": countdown,
+    }
+    if reason is not None:
+        data["reason"] = reason
+    return notice("management_notification", data)
+
+
+_DRAIN_MESSAGES = {
+    DrainReason.RESTART: "instance {instance} is restarting",
+    DrainReason.RELOAD: "instance {instance} restarts with the reloaded configuration",
+    DrainReason.SCALE_DOWN: "instance {instance} is retired by a scale-down",
+    DrainReason.REMOVAL: "agent {agent} is being removed from the configuration",
+}
+
+
+def drain_notification(instance_id: str, reason: DrainReason, countdown_seconds: float) -> bytes:
+    """The ``drain`` notice: why the instance goes (``reason``, and said in the message)."""
+    agent = instance_id.rpartition(":")[0] or instance_id
+    what = _DRAIN_MESSAGES[reason].format(instance=instance_id, agent=agent)
+    return notification(
+        "drain",
+        f"{what}; this connection moves to another instance when one can take it",
+        countdown_seconds=countdown_seconds,
+        reason=reason.value,
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from attrs import define, frozen
 
-from agentvisor.worker.protocol import UserMessage, parse_frame
+from agentvisor.worker.protocol import ErrorCode, UserMessage, parse_frame
 
 TURN_ENDS: Final = frozenset({"agent.final_answer", "agent.cancelled", "agent.error"})
 SESSION_STARTS: Final = frozenset({"agent.session_created", "agent.session_resumed"})
@@ -190,6 +190,8 @@ class SessionTracker:
                 self.kept.remove(kept)
                 self.kept_bytes -= len(kept.payload or b"")
             return Learned(closed=session_id, turn_ended=ended)
+        if name == "agent.error" and event.get("code") == ErrorCode.NO_TURN_RUNNING:
+            return NOTHING  # the answer to a user.cancel with nothing to cancel: no turn ended
         if name in TURN_ENDS:
             # A resume that failed names no message; a turn's error (WORKER_LOST, ...) does.
             if (

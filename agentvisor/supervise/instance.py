@@ -45,6 +45,7 @@ from agentvisor.supervise.machine import (
     Spawned,
     SpawnFailed,
     Timer,
+    death_counts,
     exit_cause,
     step,
 )
@@ -62,7 +63,8 @@ _LIVE = frozenset({ProcessState.STARTING, ProcessState.RUNNING})
 #: Where captured lines go beyond the ring and the files (the state store).
 LineSink = Callable[[LogChunk], object]
 #: After a worker's death: the turns that pid had in flight (agent workers' session store).
-LostTurnReader = Callable[[int], Awaitable[list[LostTurn]]]
+#: Its arguments: the pid, and whether the death counts against the turns (``death_counts``).
+LostTurnReader = Callable[[int, bool], Awaitable[list[LostTurn]]]
 
 #: At most one complaint about unwritable log files per instance this often (seconds).
 COMPLAINT_INTERVAL = 60.0
@@ -426,7 +428,7 @@ class Instance:
                     # a stop agentvisor asked for is explained by its reason
                     reason=why if self.machine.state is ProcessState.STOPPING else "",
                 )
-                lost = await self._take_lost_turns(handle.pid)
+                lost = await self._take_lost_turns(handle.pid, death_counts(self.machine, code))
                 self._enqueue(generation, Exited(code, in_turn=bool(lost)))
                 # The pipes close when the last holder goes; read what is left, bounded.
                 nursery.cancel_scope.deadline = trio.current_time() + OUTPUT_DRAIN_TIMEOUT
@@ -437,11 +439,12 @@ class Instance:
             if self._handle is None:
                 self._logs.close()
 
-    async def _take_lost_turns(self, pid: int) -> list[LostTurn]:
-        """The turns the dead worker had in flight; a poisoned message goes to the audit log."""
+    async def _take_lost_turns(self, pid: int, counts: bool) -> list[LostTurn]:
+        """The turns the dead worker had in flight, its death counted against them when
+        ``counts``; a message it poisoned goes to the audit log."""
         if self._lost_turns is None:
             return []
-        lost = await self._lost_turns(pid)
+        lost = await self._lost_turns(pid, counts)
         for turn in lost:
             if turn.poisoned and turn.message_id is not None:
                 log.warning(
@@ -451,7 +454,7 @@ class Instance:
                     self.replica,
                     turn.message_id,
                     turn.session_id,
-                    turn.deaths,
+                    turn.deaths.counted,
                 )
                 self._bus.publish(
                     MessagePoisoned(
@@ -460,7 +463,7 @@ class Instance:
                         pid=pid,
                         session_id=turn.session_id,
                         message_id=turn.message_id,
-                        deaths=turn.deaths,
+                        deaths=turn.deaths.counted,
                         at=time.time(),
                     )
                 )

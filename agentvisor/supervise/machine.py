@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import random
+import signal
 
 import attrs
 from attrs import frozen
@@ -278,6 +279,35 @@ def exit_cause(m: Machine, code: int, policy: Policy) -> tuple[bool, str]:
     if m.state is S.STARTING:
         return False, f"{_describe_exit(code)} while starting"
     return code in policy.exitcodes, _describe_exit(code)
+
+
+#: Signals a process raises on itself (a fault, ``abort()``, a resource limit): a death by
+#: one of them is the worker's own doing. Any other signal came from outside.
+SELF_INFLICTED_SIGNALS = frozenset(
+    {"SEGV", "BUS", "ILL", "FPE", "ABRT", "SYS", "TRAP", "XCPU", "XFSZ"}
+)
+
+
+def death_counts(m: Machine, code: int) -> bool:
+    """Whether the death of ``m``'s process with ``code`` counts against the messages it had
+    in flight (``agentvisor.worker.poison``). Judged before ``Exited`` is applied.
+
+    It counts when the worker caused it: it exited by itself (any exit status, or one of
+    ``SELF_INFLICTED_SIGNALS``) while agentvisor was not stopping it, or agentvisor
+    stopped it as a failure (unhealthy: a turn that hangs it; over ``max_memory_mb``: a
+    turn that makes it grow). It does not count when agentvisor was stopping it for
+    anything else (an operator, a scale-down, a reload, shutdown) or another process
+    signalled it (a SIGKILL storm, ``kill``, the kernel's OOM killer).
+    """
+    if m.state is S.STOPPING:
+        return m.after_stop is AfterStop.RECOVER
+    if code >= 0:
+        return True
+    try:
+        name = signal.Signals(-code).name.removeprefix("SIG")
+    except ValueError:
+        return False
+    return name in SELF_INFLICTED_SIGNALS
 
 
 def _on_exit(

@@ -29,7 +29,7 @@ from agentvisor.supervise.ports import ephemeral_overlap
 from agentvisor.supervise.process import Launcher
 from agentvisor.supervise.registry import Endpoint, ServiceView, aggregate_state
 from agentvisor.supervise.spec import launch_spec, log_path
-from agentvisor.supervise.states import ProcessState
+from agentvisor.supervise.states import DrainReason, ProcessState
 
 log = logging.getLogger("agentvisor.supervisor")
 
@@ -38,7 +38,9 @@ T = TypeVar("T")
 
 
 class Drain(Protocol):
-    def __call__(self, instance_id: str, *, timeout: float) -> Awaitable[None]: ...
+    def __call__(
+        self, instance_id: str, *, timeout: float, reason: DrainReason
+    ) -> Awaitable[None]: ...
 
 
 class OperationFailed(AgentvisorError):

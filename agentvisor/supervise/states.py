@@ -19,6 +19,15 @@ class ProcessState(enum.StrEnum):
     FATAL = "fatal"
 
 
+class DrainReason(enum.StrEnum):
+    """Why an instance's clients are moved away before it stops (the router tells them)."""
+
+    RESTART = "restart"  # a rolling restart an operator asked for
+    RELOAD = "reload"  # a reload changed the agent's settings: a rolling restart
+    SCALE_DOWN = "scale-down"  # the replica is retired (an operator's scale, the autoscaler)
+    REMOVAL = "removal"  # the agent was removed from the config
+
+
 MEANINGS: dict[ProcessState, str] = {
     ProcessState.STOPPED: "not running: never started, or stopped by an operator",
     ProcessState.STARTING: "spawned; waiting for `startsecs` and the first passing health check",

@@ -52,7 +52,7 @@ from agentvisor.supervise.service import (
     run_detached,
 )
 from agentvisor.supervise.spec import forget_agent_files, session_namespace, session_store_path
-from agentvisor.supervise.states import ProcessState
+from agentvisor.supervise.states import DrainReason, ProcessState
 
 log = logging.getLogger("agentvisor.supervisor")
 
@@ -175,7 +175,9 @@ class Supervisor:
         ``force`` skips draining its clients to the other replicas first."""
         service = self._get(name)
         self._publish_action("restart", name, source, "ok", f"restart requested by {source}")
-        roll = self._roll_op(service, f"restarted by {source}", drain=not force)
+        roll = self._roll_op(
+            service, f"restarted by {source}", drain=None if force else DrainReason.RESTART
+        )
         await self._operate(service, roll)
 
     async def reload(self, *, source: str) -> ReloadResult:
@@ -248,10 +250,16 @@ class Supervisor:
         return stop
 
     def _roll_op(
-        self, service: Service, reason: str, *, only_live: bool = False, drain: bool = True
+        self,
+        service: Service,
+        reason: str,
+        *,
+        only_live: bool = False,
+        drain: DrainReason | None = DrainReason.RESTART,
     ) -> Callable[[], Awaitable[None]]:
         """Restart one replica at a time (with a fresh launch spec), its clients drained to
-        the others first; stop at the first that does not come back, leaving the rest."""
+        the others first (told ``drain``; None: not drained); stop at the first that does
+        not come back, leaving the rest."""
 
         async def roll() -> None:
             for instance in list(service.instances):
@@ -260,8 +268,8 @@ class Supervisor:
                 if only_live and not live:
                     continue  # a reload restarts what runs; a stopped replica starts fresh later
                 try:
-                    if drain:
-                        await self._drain(service, instance)
+                    if drain is not None:
+                        await self._drain(service, instance, drain)
                     ticket = instance.send(Restart(reason))
                     await instance.wait_processed(ticket)
                     await instance.wait_until(up_or_failed)
@@ -290,14 +298,15 @@ class Supervisor:
             for instance in dependency.instances:
                 await instance.wait_until(ready)
 
-    async def _drain(self, service: Service, instance: Instance) -> None:
+    async def _drain(self, service: Service, instance: Instance, reason: DrainReason) -> None:
         """Take no new clients on ``instance``; let the router move its clients away once
-        their turns end (up to drain_timeout). It stays draining until the caller clears it."""
+        their turns end (up to drain_timeout), telling them ``reason``. It stays draining
+        until the caller clears it."""
         if self.drain is None or instance.state is not S.RUNNING:
             return
         instance.draining = True
         instance_id = f"{service.name}:{instance.replica}"
-        await self.drain(instance_id, timeout=service.config.drain_timeout)
+        await self.drain(instance_id, timeout=service.config.drain_timeout, reason=reason)
 
     # Reload ---------------------------------------------------------------------
 
@@ -334,7 +343,12 @@ class Supervisor:
             rolls = {
                 name: self._begin(
                     self._services[name],
-                    self._roll_op(self._services[name], "config changed", only_live=True),
+                    self._roll_op(
+                        self._services[name],
+                        "config changed",
+                        only_live=True,
+                        drain=DrainReason.RELOAD,
+                    ),
                 )
                 for name in plan.restart
             }
@@ -411,6 +425,10 @@ class Supervisor:
     def _remove_op(self, service: Service) -> Callable[[], Awaitable[None]]:
         async def remove() -> None:
             try:
+                # Clients of a route that has other agents move there first.
+                async with trio.open_nursery() as nursery:
+                    for instance in service.instances:
+                        nursery.start_soon(self._drain, service, instance, DrainReason.REMOVAL)
                 await self._stop_op(service, "removed from the config")()
             finally:
                 for scope in service.scopes:
@@ -465,7 +483,7 @@ class Supervisor:
 
         async def retire() -> None:
             try:
-                await self._drain(service, instance)
+                await self._drain(service, instance, DrainReason.SCALE_DOWN)
                 instance.send(Stop("scaled down"))
                 await instance.wait_until(at_rest)
             finally:

@@ -9,5 +9,8 @@ from __future__ import annotations
 
 #: The largest client message an agent worker takes by default (``max_message_bytes``).
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
-#: A user message in flight at this many worker deaths is not run again (``MESSAGE_POISONED``).
+#: Counted worker deaths (``worker/poison.py``) that poison a message, when at one of them
+#: it was its worker's only turn in flight: it is not run again (``MESSAGE_POISONED``).
 POISON_DEATHS = 2
+#: Counted worker deaths that poison a message in any case (each shared with other turns).
+POISON_SHARED_DEATHS = 4

@@ -46,6 +46,7 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
     WORKER_LOST = "WORKER_LOST"
     MESSAGE_POISONED = "MESSAGE_POISONED"
+    NO_TURN_RUNNING = "NO_TURN_RUNNING"  # a user.cancel with nothing to cancel
 
 
 # Whether the client can go on after the error (same connection, same session

@@ -5,7 +5,8 @@ another host resumes a session whose host died, with its history, metadata,
 seq, replay buffer, ``open_turn`` and remembered ``message_id``s. Keys (``N``
 is the agent's namespace, ``<key_prefix>:sessions:<agent>``):
 
-- ``{N:ID}:meta`` (hash: metadata, seq, open_turn, updated_at, message_ids),
+- ``{N:ID}:meta`` (hash: metadata, seq, open_turn, turn_worker (the worker that
+  saved it last), updated_at, message_ids),
   ``{N:ID}:history`` (list of messages), ``{N:ID}:events`` (hash seq → event)
   and ``{N:ID}:seqs`` (sorted set of the buffered seqs). The braces are a
   Redis Cluster hash tag: one session's keys live in one slot, so a save or a
@@ -13,7 +14,10 @@ is the agent's namespace, ``<key_prefix>:sessions:<agent>``):
 - ``{N}:index``: every session by ``updated_at`` (for ``expire``);
 - ``{N}:turns:WORKER``: the turns in flight of one worker process
   (``NODE/PID``), hash session id → ``{"message_id", "deaths"}``; the
-  supervisor of that node takes them after the worker's death.
+  supervisor of that node judges them after the worker's death (its verdict
+  written into each session's ``open_turn`` first, ``judge_lost_turns_sync``)
+  and then removes them; a replica resuming the session waits for that
+  (``judged``), as with SQLite.
 
 The index and the turns are other slots, written right after the session's
 script (not in its transaction): a worker killed between the two leaves a
@@ -32,11 +36,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
+import attrs
 
 from agentvisor.config.redis_target import RedisTarget
+from agentvisor.worker.poison import Deaths, judge
 from agentvisor.worker.protocol import encode_event
 from agentvisor.worker.redis_client import open_redis, redis_errors
-from agentvisor.worker.store import OpenTurn, SessionDelta, StoredSession, StoreError
+from agentvisor.worker.store import (
+    JUDGEMENT_POLL_INTERVAL,
+    JUDGEMENT_TIMEOUT,
+    SessionDelta,
+    StoredSession,
+    StoreError,
+    open_turn_text,
+    parse_open_turn,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -57,11 +71,12 @@ local current = redis.call('HGET', meta, 'seq')
 if (not current) or tonumber(current) < tonumber(ARGV[2]) then
   redis.call('HSET', meta, 'seq', ARGV[2])
 end
-redis.call('HSET', meta, 'open_turn', ARGV[3], 'updated_at', ARGV[4], 'message_ids', ARGV[5])
+redis.call('HSET', meta, 'open_turn', ARGV[3], 'updated_at', ARGV[4], 'message_ids', ARGV[5],
+  'turn_worker', ARGV[9])
 local start, count = tonumber(ARGV[6]), tonumber(ARGV[8])
 if start == 0 then redis.call('DEL', hist) else redis.call('LTRIM', hist, 0, start - 1) end
-for i = 1, count do redis.call('RPUSH', hist, ARGV[8 + i]) end
-local j, added = 9 + count, 0
+for i = 1, count do redis.call('RPUSH', hist, ARGV[9 + i]) end
+local j, added = 10 + count, 0
 while j < #ARGV do
   redis.call('HSET', ev, ARGV[j], ARGV[j + 1])
   redis.call('ZADD', seqs, ARGV[j], ARGV[j])
@@ -86,11 +101,16 @@ for i, seq in ipairs(seqs) do bodies[i] = redis.call('HGET', KEYS[3], seq) or ''
 return {meta, redis.call('LRANGE', KEYS[2], 0, -1), seqs, bodies}
 """
 
-_TAKE = """
-local rows = redis.call('HGETALL', KEYS[1])
-redis.call('DEL', KEYS[1])
-return rows
+# Compare and set: a session's open turn, unless a replica rewrote it meanwhile.
+_SET_OPEN_TURN = """
+if redis.call('HGET', KEYS[1], 'open_turn') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'open_turn', ARGV[2])
+  return 1
+end
+return 0
 """
+#: Attempts of a verdict's compare-and-set against replicas rewriting the open turn.
+_JUDGE_ATTEMPTS = 5
 
 
 def session_namespace(key_prefix: str, agent: str) -> str:
@@ -109,20 +129,6 @@ def _turns_key(namespace: str, worker: str) -> str:
 
 def _index_key(namespace: str) -> str:
     return "{" + namespace + "}:index"
-
-
-def _open_turn_text(open_turn: OpenTurn | None) -> str:
-    if open_turn is None:
-        return ""
-    return json.dumps({"message_id": open_turn.message_id, "deaths": open_turn.deaths})
-
-
-def _open_turn(text: str) -> OpenTurn | None:
-    if not text:
-        return None
-    value = json.loads(text)
-    deaths = value.get("deaths")
-    return OpenTurn(value.get("message_id"), deaths if isinstance(deaths, int) else 0)
 
 
 class RedisSessionStore:
@@ -162,12 +168,13 @@ class RedisSessionStore:
         args: list[Any] = [
             encode_event(delta.metadata),
             delta.seq,
-            _open_turn_text(delta.open_turn),
+            open_turn_text(delta.open_turn) or "",
             repr(delta.updated_at),
             json.dumps(list(delta.message_ids)),
             delta.history_start,
             delta.seq - self._replay_limit,
             len(delta.new_messages),
+            self.worker,
             *(encode_event(message) for message in delta.new_messages),
         ]
         for seq, text in delta.new_events:
@@ -182,7 +189,7 @@ class RedisSessionStore:
             if open_turn is None:
                 client.hdel(turns, delta.session_id)
             else:
-                row = {"message_id": open_turn.message_id, "deaths": open_turn.deaths}
+                row = {"message_id": open_turn.message_id, "deaths": open_turn.deaths.counted}
                 client.hset(turns, delta.session_id, json.dumps(row))
 
         await self._run("write", write)
@@ -200,7 +207,7 @@ class RedisSessionStore:
             int(meta.get("seq") or 0),
             [json.loads(body) for body in history],
             [(int(seq), body) for seq, body in zip(seqs, bodies, strict=True) if body],
-            _open_turn(meta.get("open_turn", "")),
+            parse_open_turn(meta.get("open_turn")),
             float(meta.get("updated_at") or 0.0),
             tuple(json.loads(meta["message_ids"])) if meta.get("message_ids") else (),
         )
@@ -233,20 +240,89 @@ class RedisSessionStore:
     async def ping(self) -> None:
         await self._run("ping", self.client.ping)
 
+    async def judged(self, session_id: str) -> bool:
+        """Wait until the worker that saved the session's open turn last (``turn_worker``)
+        has no row of it left: its node's supervisor removes them once it has judged it."""
+        client = self.client
+        meta = _session_keys(self.namespace, session_id)[0]
 
-def take_lost_turns_sync(client: redis.Redis, namespace: str, worker: str) -> list[Any]:
-    """The rows of ``worker``'s turns in flight, removed: ``[(session, message_id, deaths)]``."""
-    rows: list[str] = client.eval(_TAKE, 1, _turns_key(namespace, worker))
-    taken = []
-    for session_id, text in zip(rows[::2], rows[1::2], strict=True):
+        def settled() -> bool:
+            owner = client.hget(meta, "turn_worker")
+            if not owner or owner == self.worker:
+                return True
+            return not client.hexists(_turns_key(self.namespace, str(owner)), session_id)
+
+        with anyio.move_on_after(JUDGEMENT_TIMEOUT):
+            while True:
+                try:
+                    if await self._run("read", settled):
+                        return True
+                except StoreError as error:
+                    log.warning("%s", error)
+                    return False
+                await anyio.sleep(JUDGEMENT_POLL_INTERVAL)  # a supervisor, maybe on another host
+        log.warning(
+            "session %s: no verdict on the death of its last worker within %gs",
+            session_id,
+            JUDGEMENT_TIMEOUT,
+        )
+        return False
+
+
+def _judge_one(
+    client: redis.Redis, meta: str, message_id: str | None, *, counts: bool, alone: bool
+) -> Deaths | None:
+    """One session's verdict, written by compare-and-set; None: it went on elsewhere."""
+    for _ in range(_JUDGE_ATTEMPTS):
+        text = client.hget(meta, "open_turn")
+        open_turn = parse_open_turn(str(text) if text else None)
+        if open_turn is None:
+            return None
+        deaths = judge(
+            open_turn.message_id, open_turn.deaths, message_id, counts=counts, alone=alone
+        )
+        if deaths is None or deaths == open_turn.deaths:
+            return deaths
+        new = open_turn_text(attrs.evolve(open_turn, deaths=deaths))
+        if client.eval(_SET_OPEN_TURN, 1, meta, str(text), new or ""):
+            return deaths
+    return None  # rewritten under us each time: a replica took the session on
+
+
+def judge_lost_turns_sync(
+    client: redis.Redis, namespace: str, worker: str, *, counts: bool
+) -> list[tuple[str, str | None, Deaths | None]]:
+    """The turns ``worker`` had in flight, judged: ``[(session, message_id, deaths)]``.
+
+    When the death ``counts`` it is added to each session's open turn first
+    (``poison.judge``; ``deaths`` None where the session went on elsewhere);
+    then the rows are removed, which tells a resuming replica the verdict is in.
+    """
+    turns = _turns_key(namespace, worker)
+    rows: dict[str, str] = client.hgetall(turns)  # type: ignore[assignment]
+    lost: list[tuple[str, str | None]] = []
+    for session_id, text in rows.items():
         try:
-            row = json.loads(text)
-            deaths = int(row.get("deaths", 0))
-        except (ValueError, TypeError, AttributeError):
+            value = json.loads(text)["message_id"]
+        except (ValueError, TypeError, KeyError):
             continue
-        message_id = row.get("message_id")
-        taken.append((session_id, None if message_id is None else str(message_id), deaths))
-    return taken
+        lost.append((session_id, None if value is None else str(value)))
+    judged = [
+        (
+            session_id,
+            message_id,
+            _judge_one(
+                client,
+                _session_keys(namespace, session_id)[0],
+                message_id,
+                counts=counts,
+                alone=len(lost) == 1,
+            ),
+        )
+        for session_id, message_id in lost
+    ]
+    client.delete(turns)
+    return judged
 
 
 def open_redis_store(

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import anyio
 from attrs import define, field, frozen
 
+from agentvisor.worker.poison import NO_DEATHS, Deaths
 from agentvisor.worker.protocol import ErrorCode, MessageId, UserMessage, encode_event, stamp
 from agentvisor.worker.store import (
     MAX_MESSAGE_IDS,
@@ -59,7 +60,7 @@ class Turn:
     scope: anyio.CancelScope = field(factory=anyio.CancelScope)
     done: anyio.Event = field(factory=anyio.Event)
     cancel_reason: str | None = None  # user | interrupt | close | shutdown
-    deaths: int = 0  # workers that died while this turn was in flight (a resumed turn)
+    deaths: Deaths = NO_DEATHS  # worker deaths counted against it (a resumed turn)
 
     @property
     def message_id(self) -> MessageId | None:
@@ -91,7 +92,7 @@ class Session:
     closed: bool = False
     message_ids: list[MessageId] = field(factory=list)  # of the user messages stored
     interrupted: UserMessage | None = None  # restored with a turn its worker died in
-    interrupted_deaths: int = 0
+    interrupted_deaths: Deaths = NO_DEATHS
     pending_error: tuple[ErrorCode, MessageId | None] | None = None  # to report once attached
 
     @classmethod

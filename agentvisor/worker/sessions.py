@@ -10,7 +10,8 @@ the running turn and start (``interrupt``).
 Replies to a request that are not part of a session's event stream (errors
 about the request, ``agent.session_resumed``, ``pong``) go to the requesting
 connection and carry no ``seq``; everything else is a session event, numbered
-and kept for replay.
+and kept for replay. A turn whose worker died is taken back in
+``agentvisor.worker.takeback``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from attrs import field, frozen
 
 from agentvisor.agent.types import Agent
 from agentvisor.config.model import OnBusy
-from agentvisor.worker.limits import POISON_DEATHS
+from agentvisor.worker.poison import NO_DEATHS, Deaths
 from agentvisor.worker.protocol import (
     Cancel,
     CloseReason,
@@ -47,7 +48,8 @@ from agentvisor.worker.protocol import (
 )
 from agentvisor.worker.session import Outbox, Session, Turn
 from agentvisor.worker.stats import WorkerStats
-from agentvisor.worker.store import OpenTurn, SessionStore, StoreError
+from agentvisor.worker.store import SessionStore, StoreError
+from agentvisor.worker.takeback import after_restore, load_judged, take_back_turn
 from agentvisor.worker.turns import TurnRunner, utc_timestamp
 
 log = logging.getLogger("agentvisor.worker")
@@ -276,11 +278,7 @@ class SessionManager:
             return session
         if session is None and self._refuse_when_draining(connection, session_id, message_id):
             return None
-        try:
-            stored = await self.store.load(session_id)
-        except StoreError as error:
-            log.error("cannot load session %s: %s", session_id, error)
-            stored = None
+        stored, judged = await load_judged(self.store, session_id)
         held = session
         session = self.sessions.get(session_id)  # loaded by another request meanwhile?
         if session is not None and (
@@ -315,67 +313,18 @@ class SessionManager:
         self.sessions[session_id] = session
         self.stats.sessions_total += 1
         if stored.open_turn is not None:  # its worker died during a turn
-            self._take_back_turn(session, stored.open_turn)
+            take_back_turn(session, stored.open_turn, judged=judged)
         await self.runner.save(session)  # claims it: marks it fresh for the other replicas
         log.info(
             "session %s resumed from the store (%d messages)", session_id, len(session.history)
         )
         return session
 
-    def _take_back_turn(self, session: Session, open_turn: OpenTurn) -> None:
-        """A restored session whose worker died in a turn: the turn is resumed once.
-
-        The stored history ends with that turn's user message (the rest of a
-        turn is stored with its end, in one write). It is taken off and the
-        turn runs again (``_after_restore``), its death counted in the open
-        turn; a message in flight at ``POISON_DEATHS`` deaths is not run again
-        (``MESSAGE_POISONED``), nor one without a ``message_id`` (``WORKER_LOST``:
-        a copy sent again could not be told apart from a new message).
-        """
-        deaths = open_turn.deaths + 1
-        last = session.history[-1] if session.history else None
-        content = last.get("content") if last is not None and last.get("role") == "user" else None
-        if isinstance(content, str):
-            session.history.pop()
-            session.saved_history = len(session.history)  # rewritten in place when it runs
-        message_id = open_turn.message_id
-        if deaths >= POISON_DEATHS or message_id is None or not isinstance(content, str):
-            code = ErrorCode.MESSAGE_POISONED if deaths >= POISON_DEATHS else ErrorCode.WORKER_LOST
-            if code is ErrorCode.MESSAGE_POISONED:
-                log.warning(
-                    "message %r of session %s was in flight at %d worker deaths; not run again",
-                    message_id,
-                    session.id,
-                    deaths,
-                )
-            else:
-                log.warning("session %s: its worker died during a turn", session.id)
-            session.pending_error = (code, message_id)
-            session.open_turn = None
-            return
-        session.interrupted = UserMessage(content, session.id, message_id)
-        session.interrupted_deaths = deaths
-        session.open_turn = OpenTurn(message_id, deaths)
-
     def _after_restore(self, session: Session) -> None:
         """Once the session is attached again: report or resume the turn its worker died in."""
-        if session.pending_error is not None:
-            code, message_id = session.pending_error
-            session.pending_error = None
-            text = (
-                f"the message was in flight when {POISON_DEATHS} workers died; not run again"
-                if code is ErrorCode.MESSAGE_POISONED
-                else "the worker died during this turn; send the message again to retry"
-            )
-            fields = error_fields(code, text, session_id=session.id, message_id=message_id)
-            session.emit(fields, self.timestamp())
-            return
-        request = session.interrupted
-        if request is None or session.turn is not None:
-            return
-        session.interrupted = None
-        log.info("session %s: resuming message %r", session.id, request.message_id)
-        self._start_turn(session, request, deaths=session.interrupted_deaths)
+        request = after_restore(session, self.timestamp())
+        if request is not None:
+            self._start_turn(session, request, deaths=session.interrupted_deaths)
 
     async def _resume(self, request: ResumeSession, connection: Outbox) -> None:
         session = await self._find(request.session_id, connection, last_seq=request.last_seq)
@@ -458,11 +407,20 @@ class SessionManager:
         session.last_activity = self.clock()
         if session.turn is not None:
             session.turn.cancel("user")  # messages queued behind it still run
+        else:  # the turn ended before the cancel came, or none ever ran
+            self._error(
+                connection,
+                ErrorCode.NO_TURN_RUNNING,
+                f"no turn is running in session {session_id!r}; nothing to cancel",
+                session_id,
+            )
         await anyio.lowlevel.checkpoint()
 
     # ------------------------------------------------------------ turns
 
-    def _start_turn(self, session: Session, request: UserMessage, *, deaths: int = 0) -> None:
+    def _start_turn(
+        self, session: Session, request: UserMessage, *, deaths: Deaths = NO_DEATHS
+    ) -> None:
         turn = Turn(request, started_at=self.clock(), deaths=deaths)
         session.turn = turn
         self._spawn(self._turn_task, session, turn)

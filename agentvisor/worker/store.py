@@ -10,8 +10,10 @@ out.
 Beside each session's ``open_turn`` (which the replica resuming it rewrites),
 ``turns_in_flight`` holds the turns each worker process (by pid) is running;
 only that worker writes its rows. After a worker's death the supervisor reads
-and removes its rows (``agentvisor.supervise.lostturns``), so it can count
-the death against the message that was in flight instead of the agent's health.
+and removes its rows (``agentvisor.supervise.lostturns``) and, when the worker
+caused its death, counts it in each session's ``open_turn`` (``poison.py``), in
+the same transaction: against the message in flight, not the agent's health.
+A replica resuming such a session waits for that verdict (``judged``).
 
 ``SqliteSessionStore`` keeps one connection in WAL mode with a busy timeout,
 used by one thread at a time: a writer task batches the saves that arrive
@@ -38,6 +40,7 @@ from attrs import define, field, frozen
 
 from agentvisor.config.redis_target import decode_target, is_redis_url
 from agentvisor.worker.options import WorkerOptions
+from agentvisor.worker.poison import NO_DEATHS, Deaths
 from agentvisor.worker.protocol import MessageId, encode_event
 
 log = logging.getLogger("agentvisor.worker.store")
@@ -51,11 +54,15 @@ class OpenTurn:
     """A turn that started (its user message is saved) and has not finished."""
 
     message_id: MessageId | None = None
-    deaths: int = 0  # workers that died while this turn was in flight
+    deaths: Deaths = NO_DEATHS  # the deaths of its workers counted against it (``poison``)
 
 
 #: Message ids remembered per session for de-duplication (the most recent).
 MAX_MESSAGE_IDS = 1000
+#: How long a worker resuming a session waits for the supervisor's verdict on the death
+#: of the worker that ran its open turn (the supervisor's read is bounded to 2 s).
+JUDGEMENT_TIMEOUT = 3.0
+JUDGEMENT_POLL_INTERVAL = 0.02
 
 
 @frozen
@@ -94,6 +101,12 @@ class SessionStore(Protocol):
 
     async def expire(self, idle_before: float) -> int:
         """Delete the sessions last saved before ``idle_before``; return how many."""
+        ...
+
+    async def judged(self, session_id: str) -> bool:
+        """Wait (bounded) until the death of the worker that ran the session's open turn is
+        judged: True once its counts in ``open_turn`` are final, False if nobody judged it
+        in time (the caller counts the death as the worker's own, alone)."""
         ...
 
 
@@ -161,6 +174,10 @@ class MemorySessionStore:
         await anyio.lowlevel.checkpoint()
         self._records.pop(session_id, None)
 
+    async def judged(self, session_id: str) -> bool:
+        await anyio.lowlevel.checkpoint()
+        return False  # one process, no supervisor: a death is the worker's own
+
     async def expire(self, idle_before: float) -> int:
         await anyio.lowlevel.checkpoint()
         old = [key for key, record in self._records.items() if record.updated_at < idle_before]
@@ -227,20 +244,20 @@ class _Pending:
     error: BaseException | None = None
 
 
-def _open_turn_text(open_turn: OpenTurn | None) -> str | None:
+def open_turn_text(open_turn: OpenTurn | None) -> str | None:
+    """An open turn as the stores keep it (SQLite's column, Redis's hash field)."""
     if open_turn is None:
         return None
-    return json.dumps({"message_id": open_turn.message_id, "deaths": open_turn.deaths})
+    return json.dumps({"message_id": open_turn.message_id, **open_turn.deaths.fields()})
 
 
-def _open_turn(text: str | None) -> OpenTurn | None:
-    """The ``open_turn`` column: an object, or (files written before 0.x) the bare message id."""
-    if text is None:
+def parse_open_turn(text: str | None) -> OpenTurn | None:
+    """What ``open_turn_text`` wrote, or (files written before 0.x) the bare message id."""
+    if not text:
         return None
     value = json.loads(text)
     if isinstance(value, dict):
-        deaths = value.get("deaths")
-        return OpenTurn(value.get("message_id"), deaths if isinstance(deaths, int) else 0)
+        return OpenTurn(value.get("message_id"), Deaths.from_fields(value))
     return OpenTurn(value)
 
 
@@ -373,7 +390,7 @@ class SqliteSessionStore:
                     delta.session_id,
                     metadata,
                     delta.seq,
-                    _open_turn_text(delta.open_turn),
+                    open_turn_text(delta.open_turn),
                     delta.updated_at,
                     json.dumps(list(delta.message_ids)),
                 ),
@@ -392,7 +409,7 @@ class SqliteSessionStore:
             else:
                 connection.execute(
                     "INSERT OR REPLACE INTO turns_in_flight VALUES (?, ?, ?, ?)",
-                    (self.worker, delta.session_id, open_turn.message_id, open_turn.deaths),
+                    (self.worker, delta.session_id, open_turn.message_id, open_turn.deaths.counted),
                 )
             if events and keep_after > 0:
                 connection.execute(
@@ -431,6 +448,33 @@ class SqliteSessionStore:
         await self._write(write)
         return count
 
+    async def judged(self, session_id: str) -> bool:
+        """Wait until no other worker has a turn of the session in flight: the supervisor
+        removes a dead worker's rows once it has judged its death (``lostturns``)."""
+
+        def others(connection: sqlite3.Connection) -> int:
+            row = connection.execute(
+                "SELECT count(*) FROM turns_in_flight WHERE session_id = ? AND worker != ?",
+                (session_id, self.worker),
+            ).fetchone()
+            return int(row[0])
+
+        with anyio.move_on_after(JUDGEMENT_TIMEOUT):
+            while True:
+                try:
+                    if not await self._run_sync(others):
+                        return True
+                except sqlite3.Error as error:
+                    log.warning("session store %s: turns in flight not read: %s", self.path, error)
+                    return False
+                await anyio.sleep(JUDGEMENT_POLL_INTERVAL)  # the supervisor is another process
+        log.warning(
+            "session %s: no verdict on the death of its last worker within %gs",
+            session_id,
+            JUDGEMENT_TIMEOUT,
+        )
+        return False
+
     async def load(self, session_id: str) -> StoredSession | None:
         def read(connection: sqlite3.Connection) -> StoredSession | None:
             connection.execute("BEGIN")
@@ -458,7 +502,7 @@ class SqliteSessionStore:
                 seq,
                 [json.loads(body) for (body,) in messages],
                 [(event_seq, body) for event_seq, body in events],
-                _open_turn(open_turn),
+                parse_open_turn(open_turn),
                 updated_at,
                 tuple(json.loads(message_ids)) if message_ids else (),
             )

@@ -173,6 +173,28 @@ async def test_cancel_stops_the_running_turn(tmp_path: Path) -> None:
         assert answer["content"] == "history=2"
 
 
+async def test_issue_11_a_cancel_with_nothing_running_gets_a_precise_reply(tmp_path: Path) -> None:
+    # It got no reply at all: a client waiting for agent.cancelled waited forever.
+    async with serving(tmp_path) as worker, open_client(worker.url) as client:
+        session_id = await client.create_session()
+        await client.send({"event": "user.cancel", "session_id": session_id})
+        idle = await client.recv()
+        await client.turn(session_id, "count")
+        await client.send({"event": "user.cancel", "session_id": session_id})  # turn over
+        late = await client.recv()
+        answer = (await client.turn(session_id, "count"))[-1]
+    for reply in (idle, late):
+        assert (reply["event"], reply["code"], reply["recoverable"]) == (
+            "agent.error",
+            "NO_TURN_RUNNING",
+            True,
+        )
+        assert reply["session_id"] == session_id
+        assert "seq" not in reply  # a reply to the request, not an event of the session
+        assert "nothing to cancel" in reply["message"]
+    assert answer["content"] == "history=2"  # the session goes on
+
+
 @pytest.mark.parametrize("on_busy", ["queue", "reject", "interrupt"])
 async def test_on_busy(tmp_path: Path, on_busy: str) -> None:
     async with serving(tmp_path, on_busy=on_busy) as worker, open_client(worker.url) as client:

@@ -9,7 +9,9 @@ import pytest
 import trio
 
 from agentvisor.supervise.lostturns import LostTurn, take_lost_turns
+from agentvisor.worker.poison import Deaths
 from agentvisor.worker.store import (
+    JUDGEMENT_TIMEOUT,
     MemorySessionStore,
     OpenTurn,
     SessionDelta,
@@ -141,22 +143,97 @@ async def test_issue_9_the_turns_a_worker_runs_are_readable_after_its_death(
     tmp_path: Path,
 ) -> None:
     """Each worker's turns in flight are its own rows; ``take_lost_turns`` reads and removes
-    the dead one's, so the supervisor counts that death against the message."""
+    the dead one's and, for a death of the worker's own, counts it in each open turn."""
     path = str(tmp_path / "s.sqlite3")
     async with (
         open_sqlite_store(path, worker=11) as dead,
         open_sqlite_store(path, worker=12) as live,
     ):
-        await dead.save(delta("a", open_turn=OpenTurn("m1", 1)))
+        await dead.save(delta("a", open_turn=OpenTurn("m1", Deaths(1, 1))))
         await dead.save(delta("b", open_turn=OpenTurn(7)))
         await dead.save(delta("c", open_turn=OpenTurn("m3")))
         await dead.save(delta("c", seq=2))  # its turn ended
         await live.save(delta("d", open_turn=OpenTurn("m4")))
+        await live.save(delta("e", open_turn=OpenTurn("m5", Deaths(1, 1))))
 
     lost = sorted(await take_lost_turns(path, 11), key=lambda turn: turn.session_id)
 
-    assert lost == [LostTurn("a", "m1", 2), LostTurn("b", "7", 1)]
+    # Two turns in flight: the death is shared, neither was alone in its worker.
+    assert lost == [LostTurn("a", "m1", Deaths(2, 1)), LostTurn("b", "7", Deaths(1, 0))]
     assert [turn.poisoned for turn in lost] == [True, False]
     assert await take_lost_turns(path, 11) == []  # taken once
-    assert await take_lost_turns(path, 12) == [LostTurn("d", "m4", 1)]
+    async with open_sqlite_store(path, worker=13) as resuming:
+        assert await resuming.judged("a")  # no row of another worker left
+        stored = await resuming.load("a")
+        assert stored is not None
+        assert stored.open_turn == OpenTurn("m1", Deaths(2, 1))
+    # An external kill of worker 12: its rows go, nothing is counted.
+    assert sorted(await take_lost_turns(path, 12, counts=False), key=lambda t: t.session_id) == [
+        LostTurn("d", "m4", Deaths(), counted=False),
+        LostTurn("e", "m5", Deaths(1, 1), counted=False),
+    ]
+    async with open_sqlite_store(path, worker=13) as resuming:
+        stored = await resuming.load("e")
+        assert stored is not None
+        assert stored.open_turn == OpenTurn("m5", Deaths(1, 1))
     assert await take_lost_turns(str(tmp_path / "none.sqlite3"), 11) == []
+
+
+async def test_issue_9_a_session_that_went_on_elsewhere_is_not_judged(tmp_path: Path) -> None:
+    """The dead worker's row names a turn the session no longer has open: nothing counted."""
+    path = str(tmp_path / "s.sqlite3")
+    async with open_sqlite_store(path, worker=31) as dead:
+        await dead.save(delta("a", open_turn=OpenTurn("m1")))
+    async with open_sqlite_store(path, worker=32) as other:
+        await other.save(delta("a", seq=2, open_turn=OpenTurn("m2", Deaths(1, 1))))
+        await other.save(delta("a", seq=3))  # that turn ended too
+
+    assert await take_lost_turns(path, 31) == [LostTurn("a", "m1", Deaths(), counted=False)]
+    async with open_sqlite_store(path, worker=33) as resuming:
+        stored = await resuming.load("a")
+        assert stored is not None
+        assert stored.open_turn is None
+
+
+async def test_issue_9_a_resuming_worker_waits_for_the_verdict_on_a_death(
+    tmp_path: Path,
+) -> None:
+    """While the dead worker's row is there, ``judged`` waits; it answers True as soon as
+    the supervisor has taken the row, and False after its bound when nobody does."""
+    path = str(tmp_path / "s.sqlite3")
+    async with open_sqlite_store(path, worker=21) as dead:
+        await dead.save(delta("a", open_turn=OpenTurn("m1")))
+    async with open_sqlite_store(path, worker=22) as resuming:
+        answers: list[bool] = []
+
+        async def ask() -> None:
+            answers.append(await resuming.judged("a"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask)
+            await take_lost_turns(path, 21)
+        assert answers == [True]
+        async with open_sqlite_store(path, worker=23) as dead:
+            await dead.save(delta("b", open_turn=OpenTurn("m")))
+        with trio.fail_after(JUDGEMENT_TIMEOUT + 2):
+            assert not await resuming.judged("b")
+
+
+async def test_a_store_of_one_process_judges_no_death() -> None:
+    assert not await MemorySessionStore().judged("a")  # the worker counts it as its own
+
+
+async def test_issue_9_open_turns_written_before_deaths_were_told_apart_count_alone(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.sqlite3"
+    async with open_sqlite_store(str(path)) as store:
+        await store.save(delta(open_turn=OpenTurn("m1")))
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "UPDATE sessions SET open_turn = ?", ('{"message_id": "m1", "deaths": 1}',)
+        )
+    async with open_sqlite_store(str(path)) as store:
+        stored = await store.load("s1")
+    assert stored is not None
+    assert stored.open_turn == OpenTurn("m1", Deaths(1, 1))

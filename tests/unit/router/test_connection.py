@@ -99,6 +99,29 @@ def test_workers_that_serve_between_deaths_are_failed_over_every_time() -> None:
         assert connection.upstream_lost(n + 0.5) == [Failover("upstream_lost")]
 
 
+def test_workers_that_answer_every_resume_are_failed_over_every_time() -> None:
+    """A kill storm from outside: each new worker answers the resume and is killed before
+    the long turn ends. It serves, so the bound (for workers that serve nothing) stays off;
+    a worker that does not answer the resume counts toward it."""
+    connection = core()
+    connection.tracker.upstream_message(
+        b'{"event":"agent.session_created","session_id":"s","seq":0}'
+    )
+    for n in range(20):
+        assert connection.upstream_lost(n + 0.5) == [Failover("upstream_lost")]
+        connection.resume_frames(lambda: MASK)
+        connection.switched(resumed_all=True, drained=False, build=lambda _: b"")
+        connection.attached(n + 0.6)
+    for n in range(connection.policy.max_failovers):
+        assert connection.upstream_lost(30.0 + 0.1 * n) == [Failover("upstream_lost")]
+        connection.resume_frames(lambda: MASK)
+        connection.switched(resumed_all=False, drained=False, build=lambda _: b"")
+        connection.attached(30.05 + 0.1 * n)
+    assert connection.upstream_lost(30.6)[-1] == Close(
+        1011, "the agent keeps closing the connection"
+    )
+
+
 def test_session_preserved_is_claimed_only_when_it_can_be() -> None:
     def build(preserved: bool) -> bytes:
         return b"preserved" if preserved else b"lost"

@@ -175,6 +175,17 @@ def test_kept_messages_are_bounded_per_session() -> None:
     assert tracker.kept_bytes == 0
 
 
+def test_the_answer_to_a_cancel_with_nothing_running_ends_no_turn() -> None:
+    tracker = SessionTracker()
+    tracker.client_message(msg(event="user.message", content="new session"))  # anonymous
+    learned = tracker.upstream_message(
+        msg(event="agent.error", session_id="other", code="NO_TURN_RUNNING", recoverable=True)
+    )
+    assert learned == Learned()
+    assert tracker.turns_in_flight == 1
+    assert len(tracker.kept) == 1  # still kept, to send again after a failover
+
+
 def test_issue_9_frames_the_worker_rejects_are_no_turns() -> None:
     """The router reads a ``user.message`` with the worker's own parser."""
     tracker = SessionTracker()
