@@ -23,8 +23,10 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import attrs
 import psutil
 
+from agentvisor.api.services import SeedServiceStats
 from agentvisor.store.records import Metric
 from agentvisor.store.schema import StoreUnavailable
 
@@ -102,7 +104,7 @@ def _worker_stats(deps: AdminDeps, name: str) -> list[dict[str, Any]]:
     ]
 
 
-def live_stats(deps: AdminDeps, view: ServiceView) -> dict[str, Any]:
+def live_stats(deps: AdminDeps, view: ServiceView) -> SeedServiceStats:
     """The seed's per-service stats from live state only (the list uses these)."""
     running = [i for i in view.instances if i.state == "running"]
     uptimes = [i.uptime for i in running if i.uptime is not None]
@@ -112,24 +114,24 @@ def live_stats(deps: AdminDeps, view: ServiceView) -> dict[str, Any]:
     turns = workers.get("turns", 0)
     errors = workers.get("errors", 0)
     active = active_connections(deps, view.name)
-    return {
-        "total_connections": active,
-        "active_connections": active,
-        "peak_connections": active,
-        "total_sessions": workers.get("total_sessions"),
-        "active_sessions": workers.get("active_sessions"),
-        "completed_sessions": workers.get("completed_sessions"),
+    return SeedServiceStats(
+        total_connections=active,
+        active_connections=active,
+        peak_connections=active,
+        total_sessions=workers.get("total_sessions"),
+        active_sessions=workers.get("active_sessions"),
+        completed_sessions=workers.get("completed_sessions"),
         # Workers report turn durations; a session's length is not tracked.
-        "avg_session_duration": None,
-        "avg_turn_duration": workers.get("avg_turn_duration"),
-        "turns": workers.get("turns"),
-        "memory_usage_mb": None if memory is None else round(memory / MiB, 1),
-        "cpu_usage_percent": _round(cpu),
-        "error_count": errors if workers else None,
-        "error_rate": round(errors / turns, 4) if turns else (0.0 if workers else None),
-        "restarts": sum(i.restarts for i in view.instances),
-        "uptime_seconds": _round(min(uptimes), 3) if uptimes else None,
-    }
+        avg_session_duration=None,
+        avg_turn_duration=workers.get("avg_turn_duration"),
+        turns=workers.get("turns"),
+        memory_usage_mb=None if memory is None else round(memory / MiB, 1),
+        cpu_usage_percent=_round(cpu),
+        error_count=errors if workers else None,
+        error_rate=round(errors / turns, 4) if turns else (0.0 if workers else None),
+        restarts=sum(i.restarts for i in view.instances),
+        uptime_seconds=_round(min(uptimes), 3) if uptimes else None,
+    )
 
 
 async def _closed_connections(deps: AdminDeps, name: str | None) -> int:
@@ -154,13 +156,15 @@ async def _peak_today(deps: AdminDeps, name: str | None) -> float:
     return max((p.value for p in points if p.value is not None), default=0.0)
 
 
-async def service_stats(deps: AdminDeps, view: ServiceView) -> dict[str, Any]:
+async def service_stats(deps: AdminDeps, view: ServiceView) -> SeedServiceStats:
     """The seed's per-service stats, with totals and the day's peak from the store."""
     stats = live_stats(deps, view)
-    active = stats["active_connections"]
-    stats["total_connections"] = active + await _closed_connections(deps, view.name)
-    stats["peak_connections"] = max(active, round(await _peak_today(deps, view.name)))
-    return stats
+    active = stats.active_connections
+    return attrs.evolve(
+        stats,
+        total_connections=active + await _closed_connections(deps, view.name),
+        peak_connections=max(active, round(await _peak_today(deps, view.name))),
+    )
 
 
 def _service_counts(views: Sequence[ServiceView]) -> dict[str, Any]:

@@ -1,35 +1,36 @@
-"""Answers of the editing endpoints, declared once: the handler builds the model, the
-document's schema is derived from it (``api.schema``), so what is sent is what is
-described.
+"""Answers declared once: the handler builds the model, :func:`dump` (cattrs) turns it
+into the ``data`` of the envelope, and the document's component schemas are derived
+from the models (``api.schema.components``), so what is sent is what is described.
 
-An :class:`Answer` names its component and dumps an instance to the JSON
-``data`` of the envelope. A field whose value is described elsewhere (the
-service's detail, a rule, a reload's outcome, written in
+This module has the editing endpoints' answers and :data:`MODELS`, every answer
+model of the API; the others are in ``api.services``, …. A model's nested models
+are components of their own, found from the field types. A field whose value is
+described by a schema still written by hand (a rule, a reload's outcome, in
 ``admin/openapi/``) carries its ``$ref`` in its metadata. Pure: no I/O.
 """
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal
 
-import attrs
+import cattrs
 from attrs import field, frozen
 
-from agentvisor.api.schema import OPENAPI, Schema, model_schema
+from agentvisor.api.schema import OPENAPI, Schema, components, ref
+from agentvisor.api.services import (
+    Instance,
+    ServiceDetail,
+    ServiceItem,
+    ServiceList,
+    ServiceStatsResult,
+)
 
-T = TypeVar("T")
+#: Answer models → JSON; ``dict[str, Any]`` fields pass through as they are.
+CONVERTER = cattrs.Converter()
 
-
-def component(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-#: Metadata of fields whose value is built by its own code and described by a component.
-SERVICE_DETAIL = {OPENAPI: component("ServiceDetail")}
-RELOAD_RESULT = {OPENAPI: component("ReloadResult")}
-ROUTING_RULE = {OPENAPI: component("RoutingRule")}
-SERVICE_ITEM = {OPENAPI: component("ServiceItem")}
-INSTANCES = {OPENAPI: {"type": "array", "items": component("Instance")}}
+#: Metadata of fields whose value is described by a hand-written component.
+RELOAD_RESULT = {OPENAPI: ref("ReloadResult")}
+ROUTING_RULE = {OPENAPI: ref("RoutingRule")}
 Applied = Literal["restarted", "scaled", "updated live", "unchanged"]
 Action = Literal["start", "stop", "restart"]
 
@@ -46,8 +47,8 @@ class OperationResult:
             OPENAPI: {"description": "False (with 202) when still in progress after `timeout`"}
         }
     )
-    elapsed_seconds: float = field()
-    service: dict[str, Any] = field(metadata=SERVICE_ITEM)
+    elapsed_seconds: float
+    service: ServiceItem
 
 
 @frozen
@@ -56,8 +57,8 @@ class InstanceList:
 
     service_id: str
     name: str
-    instances: list[dict[str, Any]] = field(metadata=INSTANCES)
-    total: int = field()
+    instances: list[Instance]
+    total: int
 
 
 @frozen
@@ -69,7 +70,7 @@ class RegisterResult:
     message: str
     endpoint: str | None
     autostart: bool
-    service: dict[str, Any] = field(metadata=SERVICE_DETAIL)
+    service: ServiceDetail
     reload: dict[str, Any] = field(metadata=RELOAD_RESULT)
 
 
@@ -85,13 +86,15 @@ class ConfigUpdateResult:
     settled: bool = field(
         metadata={OPENAPI: {"description": "False (with 202) while restarts go on after `timeout`"}}
     )
-    failed: list[str] = field()
-    service: dict[str, Any] = field(metadata=SERVICE_DETAIL)
+    failed: list[str]
+    service: ServiceDetail
     reload: dict[str, Any] = field(metadata=RELOAD_RESULT)
 
 
 @frozen
 class Replicas:
+    """The replicas before and after the change."""
+
     previous: int
     desired: int
 
@@ -103,7 +106,7 @@ class ScaleResult:
     service_id: str
     name: str
     replicas: Replicas
-    service: dict[str, Any] = field(metadata=SERVICE_DETAIL)
+    service: ServiceDetail
     reload: dict[str, Any] = field(metadata=RELOAD_RESULT)
 
 
@@ -117,7 +120,7 @@ class UnregisterResult:
     stopped: bool = field(
         metadata={OPENAPI: {"description": "False (with 202) when still stopping after `timeout`"}}
     )
-    elapsed_seconds: float = field()
+    elapsed_seconds: float
     reload: dict[str, Any] = field(metadata=RELOAD_RESULT)
 
 
@@ -138,48 +141,31 @@ class RuleDeleted:
     reload: dict[str, Any] = field(metadata=RELOAD_RESULT)
 
 
-def _by_name(cls: type) -> Schema:
-    return component(cls.__name__)
+def dump(answer: Any) -> Any:
+    """An answer model (or a list of them) as JSON."""
+    return CONVERTER.unstructure(answer)
 
 
-@attrs.frozen
-class Answer(Generic[T]):
-    """The ``data`` of an answer: its model, its component (the model's name)."""
-
-    model: type[T]
-
-    @property
-    def name(self) -> str:
-        return self.model.__name__
-
-    def schema(self) -> Schema:
-        # Answers may grow fields without breaking clients: unknown properties allowed.
-        return model_schema(self.model, nested=_by_name, extra=True)
-
-    def dump(self, answer: T) -> dict[str, Any]:
-        return attrs.asdict(answer, recurse=True)  # type: ignore[arg-type]
-
-    def ref(self) -> Schema:
-        return component(self.name)
-
-
-OPERATED = Answer(OperationResult)
-INSTANCE_LIST = Answer(InstanceList)
-REGISTERED = Answer(RegisterResult)
-CONFIG_UPDATED = Answer(ConfigUpdateResult)
-SCALED = Answer(ScaleResult)
-UNREGISTERED = Answer(UnregisterResult)
-RULE_WRITTEN = Answer(RuleResult)
-RULE_DELETED = Answer(RuleDeleted)
-#: Every declared answer, for ``#/components/schemas`` (nested models too).
-ANSWERS: tuple[Answer[Any], ...] = (
-    OPERATED,
-    INSTANCE_LIST,
-    REGISTERED,
-    CONFIG_UPDATED,
-    SCALED,
-    Answer(Replicas),
-    UNREGISTERED,
-    RULE_WRITTEN,
-    RULE_DELETED,
+#: Every answer model of the API (their nested models are found from them).
+MODELS: tuple[type, ...] = (
+    ServiceList,
+    ServiceDetail,
+    ServiceStatsResult,
+    OperationResult,
+    InstanceList,
+    RegisterResult,
+    ConfigUpdateResult,
+    ScaleResult,
+    UnregisterResult,
+    RuleResult,
+    RuleDeleted,
 )
+
+
+def answer_schemas() -> dict[str, Schema]:
+    """The component schemas of :data:`MODELS` and their nested models.
+
+    Answers may grow fields without breaking clients: unknown properties are
+    allowed; numbers are described without the bounds requests have.
+    """
+    return components(MODELS, extra=True, bounded=False)

@@ -45,9 +45,20 @@ _COMPARISONS: Mapping[str, tuple[str, bool]] = {
 }
 
 
-def type_schema(type_: Any, nested: Callable[[type], Schema] | None = None) -> Schema:
-    """The schema of one Python type; ``nested`` gives that of an attrs class (inline)."""
-    nested = nested or (lambda cls: model_schema(cls))
+def ref(name: str) -> Schema:
+    """A reference to the component ``name`` of ``#/components/schemas``."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def type_schema(
+    type_: Any, nested: Callable[[type], Schema] | None = None, *, bounded: bool = True
+) -> Schema:
+    """The schema of one Python type; ``nested`` gives that of an attrs class (inline).
+
+    ``bounded``: numbers get the :data:`MAX_NUMBER` range (what a request may
+    carry); an answer's numbers are described without it.
+    """
+    nested = nested or (lambda cls: model_schema(cls, bounded=bounded))
     origin = typing.get_origin(type_)
     args = typing.get_args(type_)
     if type_ is Any:
@@ -55,27 +66,28 @@ def type_schema(type_: Any, nested: Callable[[type], Schema] | None = None) -> S
     if origin in (typing.Union, types.UnionType):
         members = [arg for arg in args if arg is not type(None)]
         schema = (
-            type_schema(members[0], nested)
+            type_schema(members[0], nested, bounded=bounded)
             if len(members) == 1
-            else {"anyOf": [type_schema(member, nested) for member in members]}
+            else {"anyOf": [type_schema(member, nested, bounded=bounded) for member in members]}
         )
         return nullable(schema) if len(members) < len(args) else schema
     if origin is typing.Literal:
         return {"type": _json_type(args[0]), "enum": list(args)}
     if origin in (tuple, list):
-        return {"type": "array", "items": type_schema(args[0], nested) if args else {}}
+        items = type_schema(args[0], nested, bounded=bounded) if args else {}
+        return {"type": "array", "items": items}
     if origin is dict:
-        return {"type": "object", "additionalProperties": type_schema(args[1], nested)}
+        values = type_schema(args[1], nested, bounded=bounded)
+        return {"type": "object", "additionalProperties": values}
     if isinstance(type_, type) and issubclass(type_, enum.Enum):
         return {"type": "string", "enum": [member.value for member in type_]}
     if isinstance(type_, type) and attrs.has(type_):
         return nested(type_)
     if type_ is bool:
         return {"type": "boolean"}
-    if type_ is int:
-        return {"type": "integer", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER}
-    if type_ is float:
-        return {"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER}
+    if type_ in (int, float):
+        number: Schema = {"type": "integer" if type_ is int else "number"}
+        return {**number, "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER} if bounded else number
     if type_ is str:
         return {"type": "string"}
     raise TypeError(f"no OpenAPI schema for {type_!r}")
@@ -166,21 +178,29 @@ def _apply(schema: Schema, keywords: Schema) -> Schema:
 Nested = Callable[[type], Schema]
 
 
-def field_schema(field: attrs.Attribute[Any], type_: Any, nested: Nested | None = None) -> Schema:
-    """One field: its type's schema, narrowed by its validators and ``metadata["openapi"]``."""
-    schema = type_schema(type_, nested)
-    schema = _apply(schema, validator_keywords(field.validator))
-    extra = field.metadata.get(OPENAPI, {})
+def field_schema(
+    field: attrs.Attribute[Any], type_: Any, nested: Nested | None = None, *, bounded: bool = True
+) -> Schema:
+    """One field: its type's schema, narrowed by its validators and ``metadata["openapi"]``
+    (an ``enum`` there narrows like a validator's: a nullable field's also lists null)."""
+    schema = type_schema(type_, nested, bounded=bounded)
+    extra = dict(field.metadata.get(OPENAPI, {}))
     if "$ref" in extra:  # described by a component: 3.0 ignores the siblings of a $ref
-        return dict(extra)
-    return {**schema, **extra}
+        return extra
+    narrowing = validator_keywords(field.validator)
+    if "enum" in extra:
+        narrowing["enum"] = extra.pop("enum")
+    return {**_apply(schema, narrowing), **extra}
 
 
-def properties_of(cls: type, nested: Nested | None = None) -> dict[str, Schema]:
+def properties_of(
+    cls: type, nested: Nested | None = None, *, bounded: bool = True
+) -> dict[str, Schema]:
     """The properties of an attrs class, by field name."""
     hints = typing.get_type_hints(cls)
     return {
-        field.name: field_schema(field, hints[field.name], nested) for field in attrs.fields(cls)
+        field.name: field_schema(field, hints[field.name], nested, bounded=bounded)
+        for field in attrs.fields(cls)
     }
 
 
@@ -190,11 +210,13 @@ def model_schema(
     nested: Nested | None = None,
     extra: bool = False,
     title: str | None = None,
+    bounded: bool = True,
 ) -> Schema:
     """An attrs class as an object schema: fields without a default are required, unknown
     properties are refused unless ``extra``; ``title`` names it in errors ("Unknown
     routing rule field 'x'"); its docstring's first paragraph is its description."""
-    schema: Schema = {"type": "object", "properties": properties_of(cls, nested)}
+    properties = properties_of(cls, nested, bounded=bounded)
+    schema: Schema = {"type": "object", "properties": properties}
     if title:
         schema["title"] = title
     required = [field.name for field in attrs.fields(cls) if field.default is attrs.NOTHING]
@@ -206,3 +228,36 @@ def model_schema(
     if text:
         schema["description"] = " ".join(text.replace("``", "`").split())
     return schema
+
+
+def nested_models(type_: Any) -> Iterable[type]:
+    """The attrs classes a type names, at any depth (in lists, dicts, unions)."""
+    if isinstance(type_, type) and attrs.has(type_):
+        yield type_
+        return
+    for arg in typing.get_args(type_):
+        yield from nested_models(arg)
+
+
+def components(models: Iterable[type], *, extra: bool, bounded: bool) -> dict[str, Schema]:
+    """``models`` and every attrs class their fields name, each a component of its class
+    name, a nested one as a ``$ref`` to its own; two classes of one name are an error."""
+    found: dict[str, type] = {}
+    pending = list(models)
+    while pending:
+        cls = pending.pop(0)
+        if found.get(cls.__name__) is cls:
+            continue
+        if cls.__name__ in found:
+            raise ValueError(f"two models are named {cls.__name__!r}")
+        found[cls.__name__] = cls
+        hints = typing.get_type_hints(cls)
+        for field in attrs.fields(cls):
+            if "$ref" not in field.metadata.get(OPENAPI, {}):
+                pending.extend(nested_models(hints[field.name]))
+    return {
+        name: model_schema(
+            cls, nested=lambda inner: ref(inner.__name__), extra=extra, bounded=bounded
+        )
+        for name, cls in found.items()
+    }

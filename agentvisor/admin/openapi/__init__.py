@@ -32,7 +32,7 @@ from agentvisor.admin.openapi import (
     system,
 )
 from agentvisor.admin.openapi.vocabulary import Schema, common_schemas
-from agentvisor.api.answers import ANSWERS
+from agentvisor.api.answers import answer_schemas
 from agentvisor.api.bodies import BODIES
 
 Describe = Callable[[], dict[str, Schema]]
@@ -76,7 +76,7 @@ def build_document(version: str, *, auth: bool) -> dict[str, Any]:
     paths: dict[str, Schema] = {}
     components = common_schemas()
     _merge(components, {body.name: body.schema for body in BODIES}, "schema")
-    _merge(components, {answer.name: answer.schema() for answer in ANSWERS}, "schema")
+    _merge(components, answer_schemas(), "schema")
     for paths_of, schemas_of in RESOURCES:
         _merge(paths, paths_of(), "path")
         _merge(components, schemas_of(), "schema")

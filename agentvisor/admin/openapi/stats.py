@@ -74,47 +74,6 @@ def schemas() -> dict[str, Schema]:
             },
             description="The seed's overview object, plus instances and agentvisor itself",
         ),
-        "SeedServiceStats": obj(
-            {
-                "total_connections": INTEGER,
-                "active_connections": INTEGER,
-                "peak_connections": INTEGER,
-                "total_sessions": MAYBE_INTEGER,
-                "active_sessions": MAYBE_INTEGER,
-                "completed_sessions": MAYBE_INTEGER,
-                "avg_session_duration": MAYBE_NUMBER,
-                "avg_turn_duration": MAYBE_NUMBER,
-                "turns": MAYBE_INTEGER,
-                "memory_usage_mb": MAYBE_NUMBER,
-                "cpu_usage_percent": MAYBE_NUMBER,
-                "error_count": MAYBE_INTEGER,
-                "error_rate": MAYBE_NUMBER,
-                "restarts": INTEGER,
-                "uptime_seconds": MAYBE_NUMBER,
-            },
-            description="Sessions and turns are null for command workers (they report none)",
-        ),
-        "ServiceStatsResult": obj(
-            {
-                "service_id": STRING,
-                "name": STRING,
-                "status": STRING,
-                "stats": ref("SeedServiceStats"),
-                "instances": array(
-                    obj(
-                        {
-                            "instance": INTEGER,
-                            "state": STRING,
-                            "cpu_percent": MAYBE_NUMBER,
-                            "memory_mb": MAYBE_NUMBER,
-                            "sessions": MAYBE_INTEGER,
-                            "restarts": INTEGER,
-                            "uptime_seconds": MAYBE_NUMBER,
-                        }
-                    )
-                ),
-            }
-        ),
         "Timeseries": obj(
             {
                 "metric": enum(METRICS),

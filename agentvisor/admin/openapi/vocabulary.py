@@ -176,7 +176,7 @@ def operation(
 
 
 def common_schemas() -> dict[str, Schema]:
-    """Components every resource uses: the error envelope and the page of a listing."""
+    """Components every resource uses: the error envelope."""
     return {
         "Error": obj(
             {
@@ -187,12 +187,5 @@ def common_schemas() -> dict[str, Schema]:
         ),
         "ErrorResponse": obj(
             {"success": {"type": "boolean", "enum": [False]}, "error": ref("Error")}
-        ),
-        "Page": obj(
-            {
-                "limit": INTEGER,
-                "offset": INTEGER,
-                "has_next": BOOLEAN,
-            }
         ),
     }

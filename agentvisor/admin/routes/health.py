@@ -25,6 +25,7 @@ from agentvisor.admin.lookup import service_id as service_id_of
 from agentvisor.admin.params import INSTANCE, OFFSET, limit
 from agentvisor.admin.routes.services import health_summary, service_health
 from agentvisor.admin.routes.system import iso_time
+from agentvisor.api.answers import dump
 from agentvisor.supervise.states import ProcessState
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def health_of(view: ServiceView, stable_id: str) -> dict[str, Any]:
     return {
         "service_id": stable_id,
         "name": view.name,
-        **health_summary(view),
+        **dump(health_summary(view)),
         "enabled": checks.enabled,
         "mode": checks.mode.value,
         "interval": checks.interval,

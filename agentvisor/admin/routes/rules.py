@@ -19,7 +19,7 @@ from agentvisor.admin.editing import edit_and_apply
 from agentvisor.admin.errors import page_of, success
 from agentvisor.admin.lookup import request_source
 from agentvisor.admin.params import LIMIT, OFFSET, Flag
-from agentvisor.api.answers import RULE_DELETED, RULE_WRITTEN, RuleDeleted, RuleResult
+from agentvisor.api.answers import RuleDeleted, RuleResult, dump
 from agentvisor.api.bodies import RULE, RULE_CHANGES
 from agentvisor.errors import RuleNotFound
 
@@ -102,7 +102,7 @@ def rules_blueprint(deps: AdminDeps) -> Blueprint:
             describe=f"created routing rule {name}",
         )
         answer = RuleResult(rule=find(name), reload=applied.result.to_dict())
-        return success(RULE_WRITTEN.dump(answer), 201)
+        return success(dump(answer), 201)
 
     @blueprint.get("/routing/rules/<rule_id>")
     async def show_rule(rule_id: str) -> tuple[Response, int]:
@@ -121,7 +121,7 @@ def rules_blueprint(deps: AdminDeps) -> Blueprint:
             describe=f"changed {', '.join(sorted(changes))} of routing rule {rule_id}",
         )
         rule = find(changes.get("name") or rule_id)
-        return success(RULE_WRITTEN.dump(RuleResult(rule=rule, reload=applied.result.to_dict())))
+        return success(dump(RuleResult(rule=rule, reload=applied.result.to_dict())))
 
     @blueprint.delete("/routing/rules/<rule_id>")
     async def delete_rule(rule_id: str) -> tuple[Response, int]:
@@ -135,6 +135,6 @@ def rules_blueprint(deps: AdminDeps) -> Blueprint:
             describe=f"deleted routing rule {rule_id}",
         )
         answer = RuleDeleted(rule_id=rule_id, deleted=True, reload=applied.result.to_dict())
-        return success(RULE_DELETED.dump(answer))
+        return success(dump(answer))
 
     return blueprint

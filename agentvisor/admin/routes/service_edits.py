@@ -26,16 +26,13 @@ from agentvisor.admin.routes.services import (
     describe_service,
 )
 from agentvisor.api.answers import (
-    CONFIG_UPDATED,
-    REGISTERED,
-    SCALED,
-    UNREGISTERED,
     Applied,
     ConfigUpdateResult,
     RegisterResult,
     Replicas,
     ScaleResult,
     UnregisterResult,
+    dump,
 )
 from agentvisor.api.bodies import CONFIG_CHANGES, REGISTER, SCALE
 from agentvisor.api.check import parse_json_object
@@ -115,10 +112,9 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
             describe=f"registered {name}",
         )
         detail = await describe_service(deps, name)
-        instances = detail["instances"]
-        endpoint = instances[0]["endpoint"] if instances else None
+        endpoint = detail.instances[0].endpoint if detail.instances else None
         answer = RegisterResult(
-            service_id=detail["service_id"],
+            service_id=detail.service_id,
             name=name,
             message="Service registered successfully",
             endpoint=endpoint,
@@ -126,7 +122,7 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
             service=detail,
             reload=applied.result.to_dict(),
         )
-        return success(REGISTERED.dump(answer), 201)
+        return success(dump(answer), 201)
 
     @blueprint.put("/services/<service_id>/config")
     async def update_config(service_id: str) -> tuple[Response, int]:
@@ -157,7 +153,7 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
             service=await describe_service(deps, name),
             reload=result.to_dict(),
         )
-        return success(CONFIG_UPDATED.dump(answer), 200 if applied.settled else 202)
+        return success(dump(answer), 200 if applied.settled else 202)
 
     @blueprint.post("/services/<service_id>/scale")
     async def scale(service_id: str) -> tuple[Response, int]:
@@ -190,7 +186,7 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
             service=await describe_service(deps, name),
             reload=applied.result.to_dict(),
         )
-        return success(SCALED.dump(answer))
+        return success(dump(answer))
 
     @blueprint.delete("/services/<service_id>")
     async def unregister(service_id: str) -> tuple[Response, int]:
@@ -217,6 +213,6 @@ def service_edits_blueprint(deps: AdminDeps) -> Blueprint:
             elapsed_seconds=round(time.monotonic() - started, 3),
             reload=applied.result.to_dict(),
         )
-        return success(UNREGISTERED.dump(answer), 200 if stopped else 202)
+        return success(dump(answer), 200 if stopped else 202)
 
     return blueprint

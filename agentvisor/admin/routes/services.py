@@ -15,30 +15,32 @@ import attrs
 import trio
 from quart import Blueprint, Response, request
 
-from agentvisor.admin.errors import page_of, success
+from agentvisor.admin.errors import success
 from agentvisor.admin.lookup import request_source, resolve_service, service_ids
 from agentvisor.admin.params import LIMIT, OFFSET, OPERATION_TIMEOUT, Choice, Flag, Text
 from agentvisor.admin.routes.system import iso_time
 from agentvisor.admin.usage import live_stats, service_stats
-from agentvisor.api.answers import INSTANCE_LIST, OPERATED, Action, InstanceList, OperationResult
+from agentvisor.api.answers import Action, InstanceList, OperationResult, dump
+from agentvisor.api.services import (
+    SERVICE_STATES,
+    AutoscaleBounds,
+    HealthSummary,
+    Instance,
+    InstanceHealth,
+    Page,
+    SeedServiceStats,
+    ServiceDetail,
+    ServiceItem,
+    ServiceList,
+    ServiceReplicas,
+    ServiceStats,
+)
 from agentvisor.supervise.registry import InstanceView, ServiceView
 
 if TYPE_CHECKING:
     from agentvisor.admin.app import AdminDeps
     from agentvisor.config.model import AgentConfig
 
-#: Aggregate service states (``registry.aggregate_state``), for ``?status=``.
-SERVICE_STATES = (
-    "stopped",
-    "starting",
-    "running",
-    "backoff",
-    "stopping",
-    "exited",
-    "fatal",
-    "degraded",
-    "waiting",
-)
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 MASK = "***"
 TAG = Text("tag", "Only services with this tag")
@@ -70,38 +72,40 @@ def _endpoint(host: str, port: int | None) -> str | None:
     return None if port is None else f"ws://{host}:{port}"
 
 
-def instance_to_dict(instance: InstanceView) -> dict[str, Any]:
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def instance_answer(instance: InstanceView) -> Instance:
     health = instance.health
-    return {
-        "replica": instance.replica,
-        "state": instance.state,
-        "pid": instance.pid,
-        "host": instance.host,
-        "port": instance.port,
-        "endpoint": _endpoint(instance.host, instance.port),
-        "started_at": iso_time(instance.started_at),
-        "uptime_seconds": None if instance.uptime is None else round(instance.uptime, 3),
-        "restarts": instance.restarts,
-        "failures": instance.failures,
-        "exit_code": instance.exit_code,
-        "exit_reason": instance.exit_reason,
-        "stderr_tail": list(instance.stderr_tail),
-        "next_retry_at": iso_time(instance.next_retry_at),
-        "reason": instance.reason,
-        "cpu_percent": instance.cpu_percent,
-        "memory_bytes": instance.memory_bytes,
-        "memory_mb": _mb(instance.memory_bytes),
-        "sessions": instance.sessions,
-        "health": {
-            "status": health.status,
-            "last_check": iso_time(health.last_check_at),
-            "response_time_ms": (
-                None if health.response_time is None else round(health.response_time * 1000, 1)
-            ),
-            "message": health.message,
-            "consecutive_failures": health.consecutive_failures,
-        },
-    }
+    return Instance(
+        replica=instance.replica,
+        state=instance.state,
+        pid=instance.pid,
+        host=instance.host,
+        port=instance.port,
+        endpoint=_endpoint(instance.host, instance.port),
+        started_at=iso_time(instance.started_at),
+        uptime_seconds=None if instance.uptime is None else round(instance.uptime, 3),
+        restarts=instance.restarts,
+        failures=instance.failures,
+        exit_code=instance.exit_code,
+        exit_reason=instance.exit_reason,
+        stderr_tail=list(instance.stderr_tail),
+        next_retry_at=iso_time(instance.next_retry_at),
+        reason=instance.reason,
+        cpu_percent=instance.cpu_percent,
+        memory_bytes=instance.memory_bytes,
+        memory_mb=_mb(instance.memory_bytes),
+        sessions=instance.sessions,
+        health=InstanceHealth(
+            status=health.status,
+            last_check=iso_time(health.last_check_at),
+            response_time_ms=_ms(health.response_time),
+            message=health.message,
+            consecutive_failures=health.consecutive_failures,
+        ),
+    )
 
 
 def service_health(view: ServiceView) -> str:
@@ -123,49 +127,42 @@ def _sum_or_none(values: list[float | None]) -> float | None:
     return sum(present) if present else None
 
 
-def health_summary(view: ServiceView) -> dict[str, Any]:
+def health_summary(view: ServiceView) -> HealthSummary:
     """The seed's ``health`` object: status, the latest check and its response time."""
     checked = [i.health for i in view.instances if i.health.last_check_at is not None]
     last = max(checked, key=lambda health: health.last_check_at or 0.0, default=None)
-    return {
-        "status": service_health(view),
-        "last_check": iso_time(last.last_check_at) if last else None,
-        "response_time_ms": (
-            round(last.response_time * 1000, 1)
-            if last is not None and last.response_time is not None
-            else None
-        ),
-        "message": last.message if last else "",
-    }
+    return HealthSummary(
+        status=service_health(view),
+        last_check=iso_time(last.last_check_at) if last else None,
+        response_time_ms=_ms(last.response_time) if last else None,
+        message=last.message if last else "",
+    )
 
 
-def service_to_dict(
-    view: ServiceView,
-    *,
-    service_id: str | None = None,
-    stats: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def service_answer(view: ServiceView, *, service_id: str, stats: SeedServiceStats) -> ServiceItem:
     """The list item: the seed's summary plus the instances (for ``status`` tables).
 
     ``service_id`` is the stable id (the name when there is no store);
-    ``stats`` adds the seed's connection, session and error figures.
+    ``stats`` are the seed's connection, session and error figures.
     """
+    return ServiceItem(**_item_fields(view, service_id, stats))
+
+
+def _item_fields(view: ServiceView, service_id: str, stats: SeedServiceStats) -> dict[str, Any]:
     running = [i for i in view.instances if i.state == "running"]
     first = running[0] if running else None
-    uptimes = [i.uptime for i in running if i.uptime is not None]
     starts = [i.started_at for i in running if i.started_at is not None]
     memory = _sum_or_none([i.memory_bytes for i in view.instances])
     cpu = _sum_or_none([i.cpu_percent for i in view.instances])
-    summary: dict[str, Any] = {
-        "uptime_seconds": round(min(uptimes), 3) if uptimes else None,
-        "cpu_percent": None if cpu is None else round(cpu, 1),
-        "memory_bytes": None if memory is None else int(memory),
-        "memory_mb": _mb(None if memory is None else int(memory)),
-        "restarts": sum(i.restarts for i in view.instances),
-        "sessions_active": _sum_or_none([i.sessions for i in view.instances]),
-    }
+    figures = ServiceStats(
+        **attrs.asdict(stats),
+        cpu_percent=None if cpu is None else round(cpu, 1),
+        memory_bytes=None if memory is None else int(memory),
+        memory_mb=_mb(None if memory is None else int(memory)),
+        sessions_active=_sum_or_none([i.sessions for i in view.instances]),
+    )
     return {
-        "service_id": service_id or view.name,
+        "service_id": service_id,
         "name": view.name,
         "kind": view.kind,
         "description": view.description,
@@ -178,38 +175,31 @@ def service_to_dict(
         "started_at": iso_time(min(starts)) if starts else None,
         "replicas": _replicas(view),
         "health": service_health(view),
-        "stats": {**summary, **(stats or {})},
-        "instances": [instance_to_dict(i) for i in view.instances],
+        "stats": figures,
+        "instances": [instance_answer(i) for i in view.instances],
     }
 
 
-def _replicas(view: ServiceView) -> dict[str, Any]:
+def _replicas(view: ServiceView) -> ServiceReplicas:
     """Desired (the autoscaler's count when autoscaled) and running, with the bounds."""
     bounds = view.config.autoscale
-    return {
-        "desired": view.desired_replicas,
-        "running": view.running,
-        "autoscale": None if bounds is None else {"min": bounds.min, "max": bounds.max},
-    }
+    return ServiceReplicas(
+        desired=view.desired_replicas,
+        running=view.running,
+        autoscale=None if bounds is None else AutoscaleBounds(min=bounds.min, max=bounds.max),
+    )
 
 
-def service_detail_to_dict(
-    view: ServiceView, *, service_id: str | None = None, stats: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    data = service_to_dict(view, service_id=service_id, stats=stats)
-    data["health_check"] = health_summary(view)
-    data["config"] = config_to_dict(view.config)
-    return data
-
-
-async def describe_service(deps: AdminDeps, name: str) -> dict[str, Any]:
+async def describe_service(deps: AdminDeps, name: str) -> ServiceDetail:
     """The detail of a configured service, with its id and stats (store included)."""
     view = deps.supervisor.service(name)
     ids = await service_ids(deps, [name])
-    stats = await service_stats(deps, view)
-    data = service_detail_to_dict(view, service_id=ids[name], stats=stats)
-    data["autoscale"] = deps.supervisor.autoscaler.status(name)
-    return data
+    return ServiceDetail(
+        **_item_fields(view, ids[name], await service_stats(deps, view)),
+        health_check=health_summary(view),
+        config=config_to_dict(view.config),
+        autoscale=deps.supervisor.autoscaler.status(name),
+    )
 
 
 def services_blueprint(deps: AdminDeps) -> Blueprint:
@@ -229,20 +219,19 @@ def services_blueprint(deps: AdminDeps) -> Blueprint:
         ]
         page = views[offset : offset + limit]
         ids = await service_ids(deps, [view.name for view in page])
-        return success(
-            {
-                "services": [
-                    service_to_dict(view, service_id=ids[view.name], stats=live_stats(deps, view))
-                    for view in page
-                ],
-                "total": len(views),
-                "page": page_of(limit, offset, has_next=offset + limit < len(views)),
-            }
+        answer = ServiceList(
+            services=[
+                service_answer(view, service_id=ids[view.name], stats=live_stats(deps, view))
+                for view in page
+            ],
+            total=len(views),
+            page=Page(limit=limit, offset=offset, has_next=offset + limit < len(views)),
         )
+        return success(dump(answer))
 
     @blueprint.get("/services/<service_id>")
     async def show_service(service_id: str) -> tuple[Response, int]:
-        return success(await describe_service(deps, await resolve_service(deps, service_id)))
+        return success(dump(await describe_service(deps, await resolve_service(deps, service_id))))
 
     @blueprint.get("/services/<service_id>/instances")
     async def list_instances(service_id: str) -> tuple[Response, int]:
@@ -251,10 +240,10 @@ def services_blueprint(deps: AdminDeps) -> Blueprint:
         answer = InstanceList(
             service_id=(await service_ids(deps, [name]))[name],
             name=name,
-            instances=[instance_to_dict(i) for i in view.instances],
+            instances=[instance_answer(i) for i in view.instances],
             total=len(view.instances),
         )
-        return success(INSTANCE_LIST.dump(answer))
+        return success(dump(answer))
 
     async def operate(service_id: str, action: Action) -> tuple[Response, int]:
         supervisor = deps.supervisor
@@ -272,16 +261,17 @@ def services_blueprint(deps: AdminDeps) -> Blueprint:
                 await supervisor.restart(name, source=source, force=force)
         settled = not waited.cancelled_caught
         stable_id = (await service_ids(deps, [name]))[name]
+        view = supervisor.service(name)
         answer = OperationResult(
             action=action,
             service_id=stable_id,
             name=name,
             settled=settled,
             elapsed_seconds=round(time.monotonic() - started, 3),
-            service=service_to_dict(supervisor.service(name), service_id=stable_id),
+            service=service_answer(view, service_id=stable_id, stats=live_stats(deps, view)),
         )
         # 202: accepted, still in progress in the supervisor after ``timeout``.
-        return success(OPERATED.dump(answer), 200 if settled else 202)
+        return success(dump(answer), 200 if settled else 202)
 
     @blueprint.post("/services/<service_id>/start")
     async def start_service(service_id: str) -> tuple[Response, int]:

@@ -10,7 +10,7 @@ buckets. A bucket with no sample is ``null`` (a gap), not 0.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 from quart import Blueprint, Response, request
@@ -21,6 +21,8 @@ from agentvisor.admin.lookup import service_id as service_id_of
 from agentvisor.admin.params import SERVICE_FILTER, Choice, Duration
 from agentvisor.admin.routes.system import iso_time
 from agentvisor.admin.usage import overview, own_resources, service_stats
+from agentvisor.api.answers import dump
+from agentvisor.api.services import InstanceFigures, ServiceStatsResult
 from agentvisor.store.records import Metric
 
 if TYPE_CHECKING:
@@ -99,28 +101,24 @@ def stats_blueprint(deps: AdminDeps) -> Blueprint:
     async def one_service(service_id: str) -> tuple[Response, int]:
         name = await resolve_service(deps, service_id)
         view = deps.supervisor.service(name)
-        figures: dict[str, Any] = await service_stats(deps, view)
-        return success(
-            {
-                "service_id": await service_id_of(deps, name),
-                "name": name,
-                "status": view.state,
-                "stats": figures,
-                "instances": [
-                    {
-                        "instance": i.replica,
-                        "state": i.state,
-                        "cpu_percent": i.cpu_percent,
-                        "memory_mb": (
-                            None if i.memory_bytes is None else round(i.memory_bytes / 2**20, 1)
-                        ),
-                        "sessions": i.sessions,
-                        "restarts": i.restarts,
-                        "uptime_seconds": None if i.uptime is None else round(i.uptime, 3),
-                    }
-                    for i in view.instances
-                ],
-            }
+        answer = ServiceStatsResult(
+            service_id=await service_id_of(deps, name),
+            name=name,
+            status=view.state,
+            stats=await service_stats(deps, view),
+            instances=[
+                InstanceFigures(
+                    instance=i.replica,
+                    state=i.state,
+                    cpu_percent=i.cpu_percent,
+                    memory_mb=None if i.memory_bytes is None else round(i.memory_bytes / 2**20, 1),
+                    sessions=i.sessions,
+                    restarts=i.restarts,
+                    uptime_seconds=None if i.uptime is None else round(i.uptime, 3),
+                )
+                for i in view.instances
+            ],
         )
+        return success(dump(answer))
 
     return blueprint

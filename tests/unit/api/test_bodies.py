@@ -222,20 +222,3 @@ def test_two_spellings_of_one_key_are_the_key_twice_a_422() -> None:
     # in a merge patch null resets, so it is a value
     with pytest.raises(ConfigInvalid, match="autostart: set twice"):
         config_changes({"autostart": None, "auto_start": False})
-
-
-def test_the_editing_answers_are_their_models_schemas() -> None:
-    """An answer's schema lists exactly its model's fields, all required, and dumps to them."""
-    import attrs
-
-    from agentvisor.admin.openapi import build_document
-    from agentvisor.api.answers import ANSWERS, SCALED, Replicas, ScaleResult
-
-    components = build_document("0", auth=True)["components"]["schemas"]
-    for answer in ANSWERS:
-        names = [field.name for field in attrs.fields(answer.model)]
-        assert components[answer.name] == answer.schema()
-        assert list(answer.schema()["properties"]) == names
-        assert answer.schema()["required"] == names
-    scaled = ScaleResult("s1", "a", Replicas(1, 2), service={}, reload={})
-    assert SCALED.dump(scaled)["replicas"] == {"previous": 1, "desired": 2}

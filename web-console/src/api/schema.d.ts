@@ -636,6 +636,11 @@ export interface components {
             source: string | null;
             timestamp: number;
         };
+        /** @description The autoscaler's bounds; desired is its count. */
+        AutoscaleBounds: {
+            max: number;
+            min: number;
+        };
         Cluster: {
             /** @description The name of the node that answered */
             node: string;
@@ -1035,6 +1040,15 @@ export interface components {
             page: components["schemas"]["Page"];
             service_id: string;
         };
+        /** @description A service's health: its status, the latest check and its response time. */
+        HealthSummary: {
+            /** Format: date-time */
+            last_check: string | null;
+            message: string;
+            response_time_ms: number | null;
+            /** @enum {string} */
+            status: "healthy" | "unhealthy" | "degraded" | "unknown" | "disabled";
+        };
         Info: {
             /** @description Whether a bearer token is required */
             auth: boolean;
@@ -1048,7 +1062,7 @@ export interface components {
             uptime_seconds: number;
             version: string;
         };
-        /** @description One process of a service (a replica) */
+        /** @description One process of a service (a replica). */
         Instance: {
             cpu_percent: number | null;
             endpoint: string | null;
@@ -1076,6 +1090,17 @@ export interface components {
             stderr_tail: string[];
             uptime_seconds: number | null;
         };
+        /** @description One instance's figures. */
+        InstanceFigures: {
+            cpu_percent: number | null;
+            instance: number;
+            memory_mb: number | null;
+            restarts: number;
+            sessions: number | null;
+            state: string;
+            uptime_seconds: number | null;
+        };
+        /** @description The latest health check of one instance. */
         InstanceHealth: {
             consecutive_failures: number;
             /** Format: date-time */
@@ -1195,6 +1220,7 @@ export interface components {
             };
             uptime_seconds: number;
         };
+        /** @description Where a listing's page is: its size, its offset, whether another follows. */
         Page: {
             has_next: boolean;
             limit: number;
@@ -1398,6 +1424,7 @@ export interface components {
             scaled: string[];
             updated: string[];
         };
+        /** @description The replicas before and after the change. */
         Replicas: {
             desired: number;
             previous: number;
@@ -1587,7 +1614,7 @@ export interface components {
             service: components["schemas"]["ServiceDetail"];
             service_id: string;
         };
-        /** @description Sessions and turns are null for command workers (they report none) */
+        /** @description Sessions and turns are null for command workers (they report none). */
         SeedServiceStats: {
             active_connections: number;
             active_sessions: number | null;
@@ -1605,11 +1632,41 @@ export interface components {
             turns: number | null;
             uptime_seconds: number | null;
         };
-        ServiceDetail: components["schemas"]["ServiceItem"] & {
+        /** @description One service: the listing's item, its health, its settings and its autoscaler. */
+        ServiceDetail: {
             /** @description The autoscaler's policy settings, desired replicas, replicas retiring (draining or stopping after a scale-down), last decision (with its signals and reason) and last change; null when the agent has no [agents.NAME.autoscale] */
-            autoscale: Record<string, never> | null;
+            autoscale: {
+                [key: string]: unknown;
+            } | null;
             /** @description The [agents.NAME] table; secret-looking values '***' */
-            config: Record<string, never>;
+            config: {
+                [key: string]: unknown;
+            };
+            description: string;
+            endpoint: string | null;
+            /** @enum {string} */
+            health: "healthy" | "unhealthy" | "degraded" | "unknown" | "disabled";
+            health_check: components["schemas"]["HealthSummary"];
+            host: string;
+            instances: components["schemas"]["Instance"][];
+            /** @enum {string} */
+            kind: "agent" | "command";
+            name: string;
+            port: number | null;
+            replicas: components["schemas"]["ServiceReplicas"];
+            /** @description Stable id (or the name) */
+            service_id: string;
+            /** Format: date-time */
+            started_at: string | null;
+            /** @enum {string} */
+            state: "stopped" | "starting" | "running" | "backoff" | "stopping" | "exited" | "fatal" | "degraded" | "waiting";
+            stats: components["schemas"]["ServiceStats"];
+            /**
+             * @description The seed's name for state
+             * @enum {string}
+             */
+            status: "stopped" | "starting" | "running" | "backoff" | "stopping" | "exited" | "fatal" | "degraded" | "waiting";
+            tags: string[];
         };
         /** @description The seed's health object, from the periodic checks */
         ServiceHealth: {
@@ -1627,6 +1684,7 @@ export interface components {
             /** @enum {string} */
             status: "healthy" | "unhealthy" | "degraded" | "unknown" | "disabled";
         };
+        /** @description A service in a listing: its state, health, figures and instances. */
         ServiceItem: {
             description: string;
             endpoint: string | null;
@@ -1638,15 +1696,7 @@ export interface components {
             kind: "agent" | "command";
             name: string;
             port: number | null;
-            replicas: {
-                /** @description The autoscaler's bounds; desired is its count. Null when the agent has no [agents.NAME.autoscale] */
-                autoscale: {
-                    max: number;
-                    min: number;
-                } | null;
-                desired: number;
-                running: number;
-            };
+            replicas: components["schemas"]["ServiceReplicas"];
             /** @description Stable id (or the name) */
             service_id: string;
             /** Format: date-time */
@@ -1654,10 +1704,14 @@ export interface components {
             /** @enum {string} */
             state: "stopped" | "starting" | "running" | "backoff" | "stopping" | "exited" | "fatal" | "degraded" | "waiting";
             stats: components["schemas"]["ServiceStats"];
-            /** @enum {string} */
+            /**
+             * @description The seed's name for state
+             * @enum {string}
+             */
             status: "stopped" | "starting" | "running" | "backoff" | "stopping" | "exited" | "fatal" | "degraded" | "waiting";
             tags: string[];
         };
+        /** @description A page of services. */
         ServiceList: {
             page: components["schemas"]["Page"];
             services: components["schemas"]["ServiceItem"][];
@@ -1669,25 +1723,38 @@ export interface components {
             next_since: number;
             service_id: string;
         };
-        /** @description Figures summed over the instances (and the store's, when it runs) */
+        /** @description Desired replicas (the autoscaler's count when autoscaled) and those running. */
+        ServiceReplicas: {
+            /** @description Null when the agent has no [agents.NAME.autoscale] */
+            autoscale: components["schemas"]["AutoscaleBounds"] | null;
+            desired: number;
+            running: number;
+        };
+        /** @description The seed's figures, and those summed over the instances (and the store's, when it runs). */
         ServiceStats: {
+            active_connections: number;
+            active_sessions: number | null;
+            avg_session_duration: number | null;
+            avg_turn_duration: number | null;
+            completed_sessions: number | null;
             cpu_percent: number | null;
+            cpu_usage_percent: number | null;
+            error_count: number | null;
+            error_rate: number | null;
             memory_bytes: number | null;
             memory_mb: number | null;
+            memory_usage_mb: number | null;
+            peak_connections: number;
             restarts: number;
             sessions_active: number | null;
+            total_connections: number;
+            total_sessions: number | null;
+            turns: number | null;
             uptime_seconds: number | null;
         };
+        /** @description A service's connections, sessions, errors, cpu and memory. */
         ServiceStatsResult: {
-            instances: {
-                cpu_percent: number | null;
-                instance: number;
-                memory_mb: number | null;
-                restarts: number;
-                sessions: number | null;
-                state: string;
-                uptime_seconds: number | null;
-            }[];
+            instances: components["schemas"]["InstanceFigures"][];
             name: string;
             service_id: string;
             stats: components["schemas"]["SeedServiceStats"];
