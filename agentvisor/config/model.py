@@ -143,6 +143,7 @@ class RouterConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     failover: bool = True
+    max_messages_in_flight: int = field(default=4, validator=ge(1))
     compression: bool = True
 
 

@@ -94,6 +94,10 @@ ROUTER = Table(
         "tls_key": "private key file of `tls_cert`",
         "failover": "reconnect a live client of an agent worker to another replica when its "
         "instance dies",
+        "max_messages_in_flight": "`user.message`s of one session a client may have awaiting "
+        "their answer on one connection (the router keeps them to send again after a "
+        "failover); one more is refused with a recoverable `agent.error` "
+        "`TOO_MANY_IN_FLIGHT` naming this limit",
         "compression": "permessage-deflate for clients that offer it: agreed at the router on "
         "agent routes (the worker leg stays uncompressed), passed to the backend on transparent "
         "`command` routes; `false` declines it (saves the router's CPU)",

@@ -58,6 +58,9 @@ async def _read_client(conn: Connection) -> None:
                 core.client_lost()
                 return
             out = core.client_data(data, time.monotonic())
+        refusals = core.refusals()
+        if refusals:  # the client learns at once; the worker never sees these messages
+            await conn.perform(refusals)
         conn.count_in(len(out))
         if core.client_closing and conn.close_deadline == math.inf:
             # The client's close goes to the worker: its answer is awaited, bounded.

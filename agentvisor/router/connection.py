@@ -72,6 +72,7 @@ from agentvisor.router.policy import (
 )
 from agentvisor.router.sessions import Kept, Learned, SessionTracker
 from agentvisor.router.streams import ClientStream, Encode, WorkerStream, deflate_mode
+from agentvisor.worker.protocol import ErrorCode, error_fields
 
 
 class UpstreamState(Enum):
@@ -97,8 +98,10 @@ class ConnectionCore:
         tracker: SessionTracker | None = None,
         error_notice: Callable[[str, str, bool], bytes],
         encode: Encode | None = None,
+        timestamp: Callable[[], str] | None = None,
     ) -> None:
         self.policy = policy
+        self._timestamp = timestamp
         self.tracker = tracker if tracker is not None else SessionTracker()
         self._error_notice = error_notice
         self._encode = encode or _plain
@@ -207,6 +210,26 @@ class ConnectionCore:
         if close is not None:
             out += self._client_close(close[0], close[2])
         return out
+
+    def refusals(self) -> list[Action]:
+        """The ``agent.error`` answers to ``user.message`` frames ``client_data`` took out of
+        the stream (over ``[router] max_messages_in_flight`` or the connection's bounds)."""
+        refused, self.inbound.refused = self.inbound.refused, []
+        actions: list[Action] = []
+        for item in refused:
+            message_id = item.message_id if isinstance(item.message_id, str | int) else None
+            fields = error_fields(
+                ErrorCode.TOO_MANY_IN_FLIGHT,
+                f"not sent to the agent: at most {item.limit} (the router keeps them to send"
+                " again after a failover; [router] max_messages_in_flight); send it again"
+                " after an answer",
+                session_id=item.session_id,
+                message_id=message_id,
+            )
+            if self._timestamp is not None:
+                fields["timestamp"] = self._timestamp()
+            actions.append(Notify(text_frame(fields)))
+        return actions
 
     def client_written(self) -> None:
         """What ``client_data`` returned was written to the current worker."""

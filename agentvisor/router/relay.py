@@ -34,7 +34,7 @@ from agentvisor.router.connection import ConnectionCore
 from agentvisor.router.engine import engine_error, on_client_readable, on_upstream_readable
 from agentvisor.router.failover import relay_loop
 from agentvisor.router.frames import CLOSE_GOING_AWAY, OP_PING, encode_frame, random_mask
-from agentvisor.router.notices import error, notification
+from agentvisor.router.notices import error, notification, timestamp
 from agentvisor.router.outcomes import CLEANUP_TIMEOUT, CLOSE_TIMEOUT
 from agentvisor.router.policy import Action, Close, Notify, Ping, Policy
 from agentvisor.router.sessions import Learned, SessionTracker
@@ -69,7 +69,10 @@ class Connection:
         self.client_ip = client_ip
         self.plan = plan
         self.scope = trio.CancelScope()
-        self.tracker = SessionTracker(id_prefix=f"r{os.urandom(6).hex()}")
+        self.tracker = SessionTracker(
+            id_prefix=f"r{os.urandom(6).hex()}",
+            max_kept=router.config.router.max_messages_in_flight,
+        )
         self.core = ConnectionCore(
             policy,
             now=time.monotonic(),
@@ -78,6 +81,7 @@ class Connection:
                 code, message, recoverable=recoverable
             ),
             encode=self._encode,
+            timestamp=timestamp,
         )
         self.writer = ClientWriter(client, self.core, evict=self.leave_engine)
         self.client_initial = initial

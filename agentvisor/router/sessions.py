@@ -9,9 +9,12 @@ only the messages that contain ``agent.`` or ``user.message`` (a byte search
 on the frame payload), so ordinary traffic is never decoded.
 
 It also keeps the payload of each ``user.message`` whose turn is in flight
-(``Kept``, bounded: ``MAX_KEPT_PER_SESSION`` per session and
-``KEPT_BYTES_LIMIT`` in all), so that a failover can send again the messages
-the dead worker may never have received. At-least-once: a message the dead
+(``Kept``, bounded: ``max_kept`` per session, ``[router]
+max_messages_in_flight``, and ``KEPT_BYTES_LIMIT`` / ``MAX_KEPT_ENTRIES`` per
+connection), so that a failover can send again the messages the dead worker
+may never have received. A message that would go over a bound is
+``Refused`` where the relay can take it out of the stream: the client gets an
+error naming the bound, never a silent loss at the next failover. At-least-once: a message the dead
 worker had stored comes back from the new worker's resume as an interrupted
 turn (``agent.cancelled`` with reason ``worker_lost``); the kept message is
 then marked ``interrupted`` and sent again, and its turn counted again.
@@ -50,6 +53,16 @@ class Learned:
 NOTHING: Final = Learned()
 
 
+@frozen
+class Refused:
+    """A ``user.message`` not to relay: keeping it would go over ``limit`` (the client is
+    told, with the session and message it named)."""
+
+    session_id: str | None
+    message_id: object
+    limit: str
+
+
 @define(eq=False)
 class Kept:
     """A ``user.message`` whose turn is in flight; ``payload`` None when over the bounds."""
@@ -70,8 +83,9 @@ def _decode(payload: bytes) -> dict[str, Any] | None:
 
 
 class SessionTracker:
-    def __init__(self, id_prefix: str = "r") -> None:
+    def __init__(self, id_prefix: str = "r", max_kept: int = MAX_KEPT_PER_SESSION) -> None:
         self.id_prefix = id_prefix  # of the message ids the router assigns (unique per connection)
+        self.max_kept = max_kept  # user messages in flight kept per session
         self.assigned = 0
         self.sessions: dict[str, int | None] = {}  # session id → last seq relayed
         self.turns: dict[str, int] = {}  # session id → user messages without an end yet
@@ -87,14 +101,18 @@ class SessionTracker:
     def turns_in_flight(self) -> int:
         return sum(self.turns.values()) + self.anonymous_turns
 
-    def client_message(self, payload: bytes, *, can_rewrite: bool = False) -> bytes | None:
+    def client_message(
+        self, payload: bytes, *, can_rewrite: bool = False
+    ) -> bytes | Refused | None:
         """A client text message containing ``user.message``: counts the turn it begins.
 
         It is parsed and validated by the worker's own parser (``parse_frame``), so a
         frame the worker answers with ``INVALID_MESSAGE`` (NaN, a wrong type...) is no
         turn here either. A message without a ``message_id`` gets one when
         ``can_rewrite`` (the relay then sends the payload returned in its place), so the
-        worker can tell a copy sent again after a failover from a new message.
+        worker can tell a copy sent again after a failover from a new message. When
+        ``can_rewrite`` (the relay can also take the frame out), a message that cannot
+        be kept is ``Refused`` instead of relayed unkept.
         """
         try:
             text = payload.decode("utf-8")
@@ -104,6 +122,10 @@ class SessionTracker:
         if not isinstance(request, UserMessage):
             return None
         session_id = request.session_id or None
+        if can_rewrite:
+            limit = self._over_bound(session_id, len(payload) + 40)  # room for a message_id
+            if limit is not None:
+                return Refused(session_id, request.message_id, limit)
         rewritten: bytes | None = None
         if request.message_id is None and can_rewrite:
             event = json.loads(text)
@@ -117,13 +139,22 @@ class SessionTracker:
         self._count_turn(session_id)
         self.recorded += 1
         if len(self.kept) < MAX_KEPT_ENTRIES:
-            same = sum(1 for k in self.kept if k.session == session_id and k.payload is not None)
-            fits = same < MAX_KEPT_PER_SESSION
-            fits = fits and self.kept_bytes + len(payload) <= KEPT_BYTES_LIMIT
+            fits = self._over_bound(session_id, len(payload)) is None
             kept = payload if fits else None
             self.kept_bytes += len(payload) if fits else 0
             self.kept.append(Kept(self.recorded, session_id, message_id, kept))
         return rewritten if rewritten is not None else payload
+
+    def _over_bound(self, session_id: str | None, size: int) -> str | None:
+        """Which bound keeping one more message of ``size`` bytes would pass, if any."""
+        same = sum(1 for k in self.kept if k.session == session_id and k.payload is not None)
+        if same >= self.max_kept:
+            return f"{self.max_kept} messages of a session awaiting their answer"
+        if self.kept_bytes + size > KEPT_BYTES_LIMIT:
+            return f"{KEPT_BYTES_LIMIT // 1024} KiB of messages awaiting their answer"
+        if len(self.kept) >= MAX_KEPT_ENTRIES:
+            return f"{MAX_KEPT_ENTRIES} messages awaiting their answer on one connection"
+        return None
 
     def _count_turn(self, session_id: str | None) -> None:
         if session_id is not None:

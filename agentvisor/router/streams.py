@@ -30,7 +30,7 @@ from agentvisor.router.frames import (
     parse_close,
 )
 from agentvisor.router.policy import Policy
-from agentvisor.router.sessions import SessionTracker
+from agentvisor.router.sessions import Refused, SessionTracker
 
 CLIENT_NEEDLES: Final = (b"user.message",)
 UPSTREAM_NEEDLES: Final = (b"agent.",)
@@ -89,12 +89,13 @@ class ClientStream(_Stream):
     """Client → worker: keepalive pongs swallowed, ``user.message`` counted and given an id,
     compressed messages inflated (bounded) when the router holds the extension."""
 
-    __slots__ = ("_encode", "_inflater", "_policy", "_tracker")
+    __slots__ = ("_encode", "_inflater", "_policy", "_tracker", "refused")
 
     def __init__(self, policy: Policy, tracker: SessionTracker, encode: Encode) -> None:
         self._policy = policy
         self._tracker = tracker
         self._encode = encode
+        self.refused: list[Refused] = []  # taken out of the stream; the core answers them
         deflate = policy.deflate
         self._inflater = Inflater(deflate) if deflate is not None and deflate.at_router else None
         super().__init__(
@@ -134,16 +135,22 @@ class ClientStream(_Stream):
                     payload = self._inflater.inflate(payload, policy.client_limit)
                 if policy.wrap:
                     pieces.append(self._encode(opcode, payload))
-                sent = payload
+                sent: bytes | Refused | None = payload
                 if opcode == OP_TEXT and b"user.message" in payload:
                     can_rewrite = (
                         policy.agent_protocol and not policy.wrap and (inflated or record[3] >= 0)
                     )
                     sent = self._tracker.client_message(payload, can_rewrite=can_rewrite)
+                    if isinstance(sent, Refused):  # not relayed: the client is answered
+                        self.refused.append(sent)
+                        if not inflated:
+                            swaps.append((record[3], record[4], b""))
+                        continue
                     if sent is not None and sent is not payload and not inflated:
                         swaps.append((record[3], record[4], self._encode(OP_TEXT, sent)))
                 if inflated and not policy.wrap:
-                    pieces.append(self._encode(opcode, payload if sent is None else sent))
+                    relayed = sent if isinstance(sent, bytes) else payload
+                    pieces.append(self._encode(opcode, relayed))
             elif record[1] == OP_CLOSE:
                 code, reason = parse_close(record[2])
                 return b"".join(pieces), (code, reason, buf[record[3] : record[4]])

@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     WORKER_LOST = "WORKER_LOST"
     MESSAGE_POISONED = "MESSAGE_POISONED"
     NO_TURN_RUNNING = "NO_TURN_RUNNING"  # a user.cancel with nothing to cancel
+    TOO_MANY_IN_FLIGHT = "TOO_MANY_IN_FLIGHT"  # by the router: [router] max_messages_in_flight
 
 
 # Whether the client can go on after the error (same connection, same session

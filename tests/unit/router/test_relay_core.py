@@ -15,6 +15,10 @@ streamed through in pieces), worker deaths, drains and keepalive ticks:
 
 - the client's stream is a valid frame sequence, and nothing follows a close;
 - every user message is answered, or errored, exactly once, and stored once;
+  one sent while ``MAX_KEPT_PER_SESSION`` are in flight is refused at once
+  (``TOO_MANY_IN_FLIGHT``), never relayed unkept;
+- a kill storm whose replacements answer the resumes is failed over however
+  many kills come in a row (the failover bound restarts at answered resumes);
 - a frame of the router's own (a ping, a notice, its close) is never kept
   waiting when what the client got so far ends at a frame boundary, even
   while the start of the next frame is held back (issue 14.1).
@@ -42,7 +46,7 @@ from agentvisor.router.frames import (
     encode_frame,
     parse_close,
 )
-from agentvisor.router.policy import Close, Failover, Notify, Ping, Policy
+from agentvisor.router.policy import TOO_MANY_REASON, Close, Failover, Notify, Ping, Policy
 from agentvisor.router.sessions import MAX_KEPT_PER_SESSION
 from agentvisor.router.streams import KEEPALIVE_PAYLOAD
 from tests.strategies import RelayStep, relay_runs
@@ -155,7 +159,8 @@ class Client:
         self.close_code: int | None = None
         self.after_close = 0
         self.pings = 0
-        self.lost = 0  # error UPSTREAM_LOST notices
+        self.lost: list[str] = []  # the reasons of error UPSTREAM_LOST notices
+        self.refused = 0  # agent.error TOO_MANY_IN_FLIGHT (the router names no message id)
         self.out = b""  # frames written, not yet fed to the router
 
     def receive(self, data: bytes) -> None:
@@ -165,10 +170,15 @@ class Client:
                 self.after_close += 1
             elif record[0] == MESSAGE:
                 event = json.loads(record[2])
-                if event["event"] in ("agent.final_answer", "agent.error"):
+                if event.get("code") == "TOO_MANY_IN_FLIGHT":
+                    assert event["recoverable"] is True
+                    assert "message_id" not in event
+                    assert str(MAX_KEPT_PER_SESSION) in event["message"]
+                    self.refused += 1
+                elif event["event"] in ("agent.final_answer", "agent.error"):
                     self.answered[event["message_id"]] += 1
                 elif event["event"] == "error":
-                    self.lost += 1
+                    self.lost.append(event["data"]["message"])
             elif record[0] == CONTROL and record[1] == OP_CLOSE:
                 self.closed = True
                 self.close_code = parse_close(record[2])[0]
@@ -189,7 +199,9 @@ class Relay:
         self.core = ConnectionCore(
             policy,
             now=0.0,
-            error_notice=lambda code, message, _recoverable: notice("error", code=code),
+            error_notice=lambda code, message, _recoverable: notice(
+                "error", code=code, message=message
+            ),
             encode=lambda opcode, payload: encode_frame(opcode, payload, mask=MASK),
         )
         self.now = 0.0
@@ -217,6 +229,7 @@ class Relay:
                 out = self.core.client_data(b"", self.now)
         else:
             out = self.core.client_data(data, self.now)
+        self.perform(self.core.refusals())
         if out:
             self.to_worker(out)
 
@@ -333,12 +346,10 @@ class Relay:
                 self.client_read(step.part)
             return
         if step.step == "send":
-            unseen = self.messages - core.tracker.recorded  # written, not fed to the core yet
-            if core.tracker.turns_in_flight + unseen < MAX_KEPT_PER_SESSION:
-                # (a fifth turn in flight is not kept: sessions.py's bound)
-                self.messages += 1
-                event = {"event": "user.message", "session_id": "s", "content": "hi"}
-                self.client.out += encode_frame(OP_TEXT, json.dumps(event).encode(), mask=MASK)
+            # (a fifth turn in flight is refused: sessions.py's bound)
+            self.messages += 1
+            event = {"event": "user.message", "session_id": "s", "content": "hi"}
+            self.client.out += encode_frame(OP_TEXT, json.dumps(event).encode(), mask=MASK)
             self.feed_client(step.size)
         elif step.step == "worker_read":
             self.worker.read()
@@ -385,9 +396,12 @@ def test_relay_failover_and_drain_over_arbitrary_interleavings(run: list[RelaySt
     assert client.after_close == 0
     assert len(store.history) == len(set(store.history))  # each message stored once
     assert set(client.answered.values()) <= {1}  # never answered twice
+    # The replacements answer every resume: the failover bound never ends the connection.
+    assert TOO_MANY_REASON not in client.lost
     if not relay.ended:
         sent = [f"r-{n}" for n in range(1, core.tracker.assigned + 1)]
         assert sorted(client.answered) == sorted(sent)  # every message answered or errored
+        assert core.tracker.assigned + client.refused == relay.messages  # each exactly once
         assert core.tracker.turns_in_flight == 0
         assert not client.closed
     elif core.output.own_closed and core.output.empty:
@@ -464,3 +478,30 @@ def test_an_agent_workers_going_away_is_failed_over_not_passed_on() -> None:
     relay.client_read(1.0)
     assert not relay.client.closed
     assert relay.core.switches == 1  # moved to another worker, the client kept
+
+
+def test_a_message_over_the_kept_bound_is_refused_at_once_and_the_rest_survive_a_kill() -> None:
+    relay = Relay()
+    for _ in range(MAX_KEPT_PER_SESSION + 2):
+        relay.step(RelayStep("send", 0.0, 10_000, 1.0))
+    relay.client_read(1.0)
+    assert relay.client.refused == 2  # answered by the router, before any worker answer
+    relay.worker.read()
+    assert len(relay.store.history) == MAX_KEPT_PER_SESSION  # the refused never reached it
+    relay.kill()  # every kept message is sent again to the replacement, stored once
+    relay.heal()
+    assert sorted(relay.client.answered) == [f"r-{n}" for n in range(1, 5)]
+    assert set(relay.client.answered.values()) == {1}
+    assert len(relay.store.history) == len(set(relay.store.history)) == MAX_KEPT_PER_SESSION
+
+
+def test_a_kill_storm_of_workers_that_answer_their_resumes_is_failed_over_every_time() -> None:
+    relay = Relay()
+    relay.step(RelayStep("send", 0.0, 10_000, 1.0))
+    kills = 3 * relay.core.policy.max_failovers
+    for _ in range(kills):  # all within the failover window
+        relay.kill()
+    assert not relay.ended
+    relay.heal()
+    assert relay.client.answered == Counter({"r-1": 1})
+    assert relay.core.switches == kills
