@@ -67,6 +67,13 @@ async def test_issue_15_operator_stops_and_shutdown_are_expected_crashes_are_not
                 write_config(config, "".join(agents.values()))
                 await supervisor.reload(source="signal")
                 await wait_state(supervisor, "reloaded", "running")
+                # The reload retires the second "scaled" replica in the background: its exit
+                # is recorded before the shutdown stops the rest (under the fail_after above).
+                while not any(
+                    event.details["reason"] == "scaled down"
+                    for event in await _exits(store, "scaled")
+                ):
+                    await trio.sleep(0.05)
                 await supervisor.shutdown()
                 nursery.cancel_scope.cancel()
             exits = {name: await _exits(store, name) for name in names}
